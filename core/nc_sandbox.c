@@ -545,6 +545,9 @@ static int run_with_uid(const struct sbx_env *env, const nc_sandbox_req *req,
     setf(out->error, sizeof out->error, "pipe: %s", strerror(errno));
     goto done;
   }
+  /* Bigger pipes: fewer wake-ups when a program floods its output (best effort). */
+  (void)fcntl(out_p[0], F_SETPIPE_SZ, 1 << 20);
+  (void)fcntl(err_p[0], F_SETPIPE_SZ, 1 << 20);
   fds[0] = req->stdin_data ? memfd_with("nc-stdin", req->stdin_data, req->stdin_len)
                            : open("/dev/null", O_RDONLY | O_CLOEXEC);
   fds[1] = out_p[1];
