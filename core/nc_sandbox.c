@@ -378,6 +378,7 @@ static void last_line(const uint8_t *t, size_t n, char *dst, size_t cap) {
     dst[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
   }
   dst[m] = 0;
+  free(clean);
 }
 
 static int contains(const uint8_t *h, size_t n, const char *needle) {

@@ -275,8 +275,9 @@ int nc_sandbox_valid_filename(const char *name);
  * Returns NC_OK, NC_ENOMEM, or NC_EINTERNAL (libseccomp failed). */
 int nc_sandbox_seccomp_bpf(uint8_t **bpf, size_t *len);
 
-/* Copy bytes to valid UTF-8, replacing each invalid or truncated sequence (and overlong
- * forms, surrogates, code points > U+10FFFF) with U+FFFD; NUL bytes are kept. For callers
+/* Copy bytes to valid UTF-8: every byte that does not start a valid sequence (invalid lead
+ * or continuation bytes, truncated sequences, overlong forms, surrogates, code points above
+ * U+10FFFF) becomes U+FFFD; valid text and NUL bytes are kept as they are. For callers
  * that must put tool output in a protobuf `string`. *out is malloc'd and NUL-terminated
  * (caller frees), *out_len excludes the NUL. Returns NC_OK, NC_EINVAL (NULL out/out_len or
  * NULL in with n > 0), NC_ENOMEM. */

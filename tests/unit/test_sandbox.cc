@@ -1,6 +1,7 @@
 // Unit tests for core/nc_sandbox.h: configuration and request validation, the self-test
 // level, fail-closed behaviour, concurrency, and the correctness of ordinary programs.
 // The escape/abuse suite is in test_sandbox_escape.cc.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -79,6 +80,88 @@ TEST(SandboxPolicy, ResultFreeIsSafe) {
   nc_sandbox_result r{};
   nc_sandbox_result_free(&r);
   nc_sandbox_free(nullptr);
+}
+
+// ---- the launcher refuses bad command lines (it reports on fd 3 and does nothing) ---------
+
+#include <spawn.h>
+
+static std::string launcher_status(std::vector<std::string> args, int *exit_status) {
+  int p[2];
+  EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+  int w = fcntl(p[1], F_DUPFD_CLOEXEC, 10);  // above every target fd: no clobbering
+  close(p[1]);
+  p[1] = w;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 3);
+  for (int fd : {0, 1, 2, 4, 5}) posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", O_RDWR, 0);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 6);
+  std::vector<char *> argv;
+  argv.push_back((char *)"nc-sandbox");
+  for (std::string &a : args) argv.push_back(&a[0]);
+  argv.push_back(nullptr);
+  char *envp[] = {nullptr};
+  pid_t pid = -1;
+  int e = posix_spawn(&pid, NC_BINARY_DIR "/bin/nc-sandbox", &fa, nullptr, argv.data(), envp);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  std::string out;
+  char buf[512];
+  ssize_t r;
+  while (e == 0 && (r = read(p[0], buf, sizeof buf)) > 0) out.append(buf, (size_t)r);
+  close(p[0]);
+  int st = 0;
+  if (e == 0) waitpid(pid, &st, 0);
+  *exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+TEST(SandboxLauncher, RejectsBadCommandLines) {
+  const std::vector<std::string> good = {
+      "--ppid", std::to_string(getpid()), "--uid", "200000", "--gid", "200000",
+      "--cpu-s", "2", "--as", "268435456", "--fsize", "8388608", "--nofile", "64",
+      "--nproc", "16", "--tmp", "16777216", "--work", "33554432", "--shm", "4194304",
+      "--bwrap", "/usr/bin/bwrap", "--python", "/usr/bin/python3"};
+  struct Case {
+    const char *what;
+    std::vector<std::string> args;
+  };
+  auto with = [&](size_t i, const char *v) {
+    std::vector<std::string> a = good;
+    a[i] = v;
+    return a;
+  };
+  std::vector<std::string> missing(good.begin() + 2, good.end());
+  std::vector<std::string> dup_opt = good;
+  dup_opt.push_back("--uid"), dup_opt.push_back("200001");
+  std::vector<std::string> bad_file = good;
+  bad_file.push_back("--file"), bad_file.push_back("../etc");
+  std::vector<std::string> dangling = good;
+  dangling.push_back("--file");
+  const Case cases[] = {
+      {"no arguments", {}},
+      {"missing --ppid", missing},
+      {"uid 0", with(3, "0")},
+      {"negative uid", with(3, "-5")},
+      {"uid with junk", with(3, "200000x")},
+      {"address space below the minimum", with(9, "1024")},
+      {"nproc too large", with(15, "100000")},
+      {"python outside /usr", with(25, "/tmp/python3")},
+      {"python with ..", with(25, "/usr/../tmp/python3")},
+      {"relative bwrap", with(23, "bwrap")},
+      {"unknown option", with(0, "--frobnicate")},
+      {"option given twice", dup_opt},
+      {"bad file name", bad_file},
+      {"option without value", dangling},
+  };
+  for (const Case &k : cases) {
+    int st = -1;
+    std::string s = launcher_status(k.args, &st);
+    EXPECT_EQ(st, 2) << k.what;
+    EXPECT_EQ(s.rfind("err bad arguments", 0), 0u) << k.what << ": " << s;
+    EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 1) << k.what;
+  }
 }
 
 // ---- configuration ----------------------------------------------------------------------

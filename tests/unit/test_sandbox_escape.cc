@@ -559,6 +559,25 @@ TEST_F(Escape, DangerousSyscallsDenied) {
   EXPECT_EQ(x.out, want);
 }
 
+TEST_F(Escape, X32SyscallKillsTheProgram) {
+  // A syscall through the x32 ABI (nr | 0x40000000) would dodge a naive x86-64 filter;
+  // ours treats it as a foreign architecture: SIGSYS kills the process.
+  Outcome x = exec(sb_,
+                   "import ctypes, platform\n"
+                   "if platform.machine() != 'x86_64':\n"
+                   "    print('skip'); raise SystemExit\n"
+                   "libc = ctypes.CDLL(None, use_errno=True)\n"
+                   "print('before', flush=True)\n"
+                   "libc.syscall(0x40000000 + 39)\n"  // x32 getpid
+                   "print('SURVIVED')\n");
+  ASSERT_EQ(x.rc, NC_OK) << x.err;
+  if (x.out == "skip\n") GTEST_SKIP() << "x32 exists on x86-64 only";
+  EXPECT_EQ(x.out, "before\n");
+  EXPECT_EQ(x.signal, SIGSYS);
+  EXPECT_EQ(x.exit_code, 128 + SIGSYS);
+  EXPECT_FALSE(x.success);
+}
+
 TEST_F(Escape, TiocstiDenied) {
   Outcome x = exec(sb_,
                    "import fcntl, termios\n"
