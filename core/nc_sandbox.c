@@ -608,8 +608,12 @@ static int run_with_uid(const struct sbx_env *env, const nc_sandbox_req *req,
   for (;;) {
     if (status_eof && so.eof && se.eof) break;
     double t = now_s();
-    if (!term_sent && t >= deadline) timed_out = 1;
-    if (!term_sent && !timed_out && req->cancel && req->cancel(req->cancel_ctx)) canceled = 1;
+    if (!term_sent && !status_eof) { /* once the launcher has reported, the run is over */
+      if (t >= deadline)
+        timed_out = 1;
+      else if (req->cancel && req->cancel(req->cancel_ctx))
+        canceled = 1;
+    }
     if (!term_sent && (timed_out || canceled) && !status_eof) {
       kill(pid, SIGTERM); /* the launcher kills everything of the uid and reaps it */
       term_sent = 1;
@@ -737,7 +741,7 @@ static int run_with_uid(const struct sbx_env *env, const nc_sandbox_req *req,
     else
       setf(out->error, sizeof out->error, "exited with status %d", code);
   }
-  if (canceled) rc = NC_ECANCELED;
+  if (out->canceled) rc = NC_ECANCELED;
 
 done:
   if (pid > 0) {

@@ -341,9 +341,14 @@ TEST_F(Escape, TokenFileOutsideSandboxAbsent) {
   std::string tok = d.path + "/token";
   std::ofstream(tok) << "secret-token-value";
   chmod(tok.c_str(), 0644);  // even world-readable, it must not be visible
-  Outcome x = exec(sb_, try_read(tok));
+  Outcome x = exec(sb_, try_read(tok) +
+                            "import os\n"
+                            "try:\n"
+                            "    print(os.listdir('" + d.path + "'))\n"
+                            "except OSError as e:\n"
+                            "    print(e.errno)\n");
   ASSERT_EQ(x.rc, NC_OK);
-  EXPECT_EQ(x.out, std::to_string(ENOENT) + "\n");
+  EXPECT_EQ(x.out, std::to_string(ENOENT) + "\n" + std::to_string(ENOENT) + "\n");
   EXPECT_EQ(x.out.find("secret"), std::string::npos);
 }
 
@@ -497,9 +502,12 @@ TEST_F(Escape, OnlyStdFdsOpen) {
                    "        os.fstat(fd); open_fds.append(fd)\n"
                    "    except OSError:\n"
                    "        pass\n"
-                   "print(open_fds)\n");
+                   "print(open_fds)\n"
+                   "print(sorted(int(f) for f in os.listdir('/proc/self/fd')))\n");
   ASSERT_EQ(x.rc, NC_OK);
-  EXPECT_EQ(x.out, "[0, 1, 2]\n");
+  // fd 3 in the listing is the /proc/self/fd directory being read (the fstat scan before
+  // it shows that only 0, 1 and 2 exist otherwise).
+  EXPECT_EQ(x.out, "[0, 1, 2]\n[0, 1, 2, 3]\n");
 }
 
 // ---- privileges (ptrace, mount, namespaces) -------------------------------------------------
