@@ -68,8 +68,8 @@
  * Requirements: root (or CAP_SETUID+CAP_SETGID for the launcher) so the launcher can switch
  * to pool uids, unprivileged user namespaces, bubblewrap >= 0.8, libseccomp. The pool uids
  * must not belong to anything else on the host (the launcher kills every process of its uid
- * when a run ends); nc_sandbox_create refuses uid_base < 100000 and pool uids that have a
- * passwd entry.
+ * when a run ends): uid_base < 100000 is NC_EINVAL, and a pool uid that has a passwd entry
+ * makes the sandbox unavailable.
  */
 #ifndef NC_SANDBOX_H
 #define NC_SANDBOX_H
