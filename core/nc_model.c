@@ -343,10 +343,8 @@ static int64_t train_keys(const nc_model *m, int T) {
   return w < T ? w : T;
 }
 
-/* Forward of the trunk: embedding ... final RMSNorm, leaving xf in ws->xf.
- * grad: keep per-layer activations (ws->nsets == n_layer), else run in place. */
-static void forward_trunk(nc_model *m, nc_workspace *ws, const int32_t *idx, int B, int T,
-                          int grad) {
+void nc_model_trunk(nc_model *m, nc_workspace *ws, const int32_t *idx, int B, int T,
+                    int grad, nc_kvcache *kc) {
   const int C = m->C, H = m->H, Hkv = m->Hkv, D = m->D, KV = m->KV, QKV = m->QKV, F = m->F;
   const int L = m->L;
   const int64_t N = (int64_t)B * T;
@@ -358,7 +356,22 @@ static void forward_trunk(nc_model *m, nc_workspace *ws, const int32_t *idx, int
   /* 1. embedding + rmsnorm ; 2. smear */
   nc_embed_fwd(ws->xn0, P + ly->wte, idx, N, C);
   nc_rmsnorm_fwd(ws->xn0, ws->rstd0, ws->xn0, N, C, eps);
-  nc_smear_fwd(ws->x0, ws->sig, ws->xn0, NULL, B, T, C, P + ly->smear_gate, P[ly->smear_lambda]);
+  const int32_t *pos0 = kc ? kc->seqlens : NULL;
+  if (!kc) {
+    nc_smear_fwd(ws->x0, ws->sig, ws->xn0, NULL, B, T, C, P + ly->smear_gate,
+                 P[ly->smear_lambda]);
+  } else {
+    /* KV cache: a single decoded token mixes in the row's previous embedding; rows without
+     * one (and chunks of T > 1 at their first position) are left unchanged, as in nanochat */
+    nc_smear_fwd(ws->x0, ws->sig, ws->xn0, T == 1 ? kc->prev_emb : NULL, B, T, C,
+                 P + ly->smear_gate, P[ly->smear_lambda]);
+    for (int b = 0; b < B && T == 1; b++)
+      if (!kc->has_prev[b]) memcpy(ws->x0 + (int64_t)b * C, ws->xn0 + (int64_t)b * C, sizeof(float) * (size_t)C);
+    for (int b = 0; b < B; b++) {
+      memcpy(kc->prev_emb + (int64_t)b * C, ws->xn0 + ((int64_t)b * T + T - 1) * C, sizeof(float) * (size_t)C);
+      kc->has_prev[b] = 1;
+    }
+  }
   float *x0 = ws->x0;
   /* training: layer 0 reads x0 itself; no-grad: the residual lives in L[0].res, in place */
   if (!grad) memcpy(ws->L[0].res, x0, sizeof(float) * (size_t)N * C);
@@ -377,11 +390,28 @@ static void forward_trunk(nc_model *m, nc_workspace *ws, const int32_t *idx, int
     if (w->ve_gate >= 0)
       nc_ve_fwd(a->qkv + C + KV, QKV, a->gate, a->xn1, C, idx, P + w->value_embed,
                 P + w->ve_gate, N, Hkv, D);
-    nc_qk_fwd(a->qkv, QKV, a->rq, a->rk, N, T, NULL, H, Hkv, D, m->cos_t, m->sin_t, eps);
+    nc_qk_fwd(a->qkv, QKV, a->rq, a->rk, N, T, pos0, H, Hkv, D, m->cos_t, m->sin_t, eps);
     nc_attn at = {B, T, H, Hkv, D, w->window, scale, NULL,
                   a->qkv, (int64_t)T * QKV, QKV,
                   a->qkv + C, a->qkv + C + KV, (int64_t)T * QKV, QKV,
-                  a->att, (int64_t)T * C, C, a->lse};
+                  a->att, (int64_t)T * C, C, grad ? a->lse : NULL};
+    if (kc) {
+      /* append this chunk's keys/values, then attend over the cache */
+      const int64_t row = (int64_t)kc->t_max * KV, lay_off = (int64_t)l * kc->B * row;
+      float *kl = kc->k + lay_off, *vl = kc->v + lay_off;
+      for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+          const float *src = a->qkv + ((int64_t)b * T + t) * QKV;
+          int64_t dst = b * row + ((int64_t)pos0[b] + t) * KV;
+          memcpy(kl + dst, src + C, sizeof(float) * (size_t)KV);
+          memcpy(vl + dst, src + C + KV, sizeof(float) * (size_t)KV);
+        }
+      at.pos0 = pos0;
+      at.k = kl;
+      at.v = vl;
+      at.kv_bs = row;
+      at.kv_ts = KV;
+    }
     nc_attn_fwd(&at, ws->attn_work);
     /* xm <- xm + att @ Wproj^T  (post-attention residual) */
     nc_gemm(0, 1, (int)N, C, C, 1.0f, a->att, C, P + w->c_proj, C, 1.0f, xm, C);
@@ -447,7 +477,7 @@ int nc_model_forward(nc_model *m, const int32_t *idx, const int32_t *targets, in
   nc_workspace *ws = &m->ws;
   const int64_t N = (int64_t)B * T;
   /* a no-grad call may use a training workspace: use layer set 0 in place */
-  forward_trunk(m, ws, idx, B, T, 0);
+  nc_model_trunk(m, ws, idx, B, T, 0, NULL);
   int64_t nvalid = fill_omega(ws->omega, targets, NULL, N, 1.0f);
   nc_head(ws->xf, m->params + m->lay.lm_head, N, m->C, m->V, targets, ws->omega, ws->nll,
           logits, NULL, NULL, ws->head_work);
@@ -476,7 +506,7 @@ int nc_model_forward_backward(nc_model *m, const int32_t *idx, const int32_t *ta
   float *G = m->grads;
   const nc_model_layout *ly = &m->lay;
 
-  forward_trunk(m, ws, idx, B, T, 1);
+  nc_model_trunk(m, ws, idx, B, T, 1, NULL);
   int64_t nvalid = fill_omega(ws->omega, targets, weights, N, grad_scale);
   /* 5-6. head + loss, fused with its backward: dxf (=) and d lm_head (+=) */
   nc_head(ws->xf, P + ly->lm_head, N, C, m->V, targets, ws->omega, ws->nll, NULL, ws->dxf,

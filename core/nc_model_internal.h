@@ -73,6 +73,14 @@ int nc_model_rope_ensure(nc_model *m, int64_t n_pos);
 int nc_workspace_ensure(nc_model *m, nc_workspace *ws, int B, int T, int grad, int64_t keys);
 void nc_workspace_free(nc_workspace *ws);
 
+/* Forward of the trunk: embedding ... final RMSNorm, leaving the result in ws->xf [B*T, C].
+ * grad: keep every layer's activations (ws sized with grad), else run in place in layer set 0.
+ * kc: NULL for training/evaluation; else a KV cache (no grad) whose rows 0..B-1 are at
+ * positions kc->seqlens[b]: keys/values are appended and prev_emb updated (seqlens are NOT
+ * advanced here). The caller validated everything and sized ws and the rope tables. */
+void nc_model_trunk(nc_model *m, nc_workspace *ws, const int32_t *idx, int B, int T, int grad,
+                    nc_kvcache *kc);
+
 /* Checks ids (and targets when non-NULL) are in range. */
 int nc_model_check_tokens(const nc_model *m, const int32_t *idx, const int32_t *targets,
                           int64_t n);
