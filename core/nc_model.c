@@ -15,7 +15,7 @@
 #include "nc_kernels.h"
 #include "nc_model_internal.h"
 #include "nc_model_ref.h"
-#include "nc_rng.h"
+#include "nc_sample.h" /* nc_rng: xoshiro256** seeded through splitmix64 */
 
 #define NC_ALIGN_FLOATS 16 /* 64-byte alignment of every carved buffer */
 
@@ -172,8 +172,15 @@ void nc_model_zero_grad(nc_model *m) { memset(m->grads, 0, sizeof(float) * (size
 
 /* ------------------------------------------------------------------ init */
 
+/* Box-Muller: two uniforms -> two independent standard normals */
 static void fill_normal(nc_rng *r, float *p, int64_t n, double std) {
-  for (int64_t i = 0; i < n; i++) p[i] = (float)(nc_rng_normal(r) * std);
+  for (int64_t i = 0; i < n; i += 2) {
+    double u1 = nc_rng_uniform(r), u2 = nc_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    double mag = std * sqrt(-2.0 * log(u1));
+    p[i] = (float)(mag * cos(2.0 * M_PI * u2));
+    if (i + 1 < n) p[i + 1] = (float)(mag * sin(2.0 * M_PI * u2));
+  }
 }
 
 static void fill_uniform(nc_rng *r, float *p, int64_t n, double lo, double hi) {

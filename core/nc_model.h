@@ -72,9 +72,11 @@ float *nc_model_grad_buffer(nc_model *m, int64_t *n);
  * N(0, 0.001); c_q/c_k/c_v U(-s, s) with s = sqrt(3/n_embd); mlp.c_fc U(-0.4s, 0.4s);
  * attn.c_proj and mlp.c_proj 0; value_embeds U(-s, s); ve_gate U(0, 0.02); resid_lambdas[i]
  * = 1.15 - 0.10 i/max(L-1,1); x0_lambdas[i] = 0.20 - 0.15 i/max(L-1,1); smear_lambda 0;
- * backout_lambda 0.2; smear_gate U(0, 0.02). Random numbers come from nc_rng (xoshiro256**
- * seeded with splitmix64(seed)); normals by Box-Muller in double, rounded to float. Tensors
- * are drawn in the order listed above, so a seed gives the same weights everywhere. */
+ * backout_lambda 0.2; smear_gate U(0, 0.02). Random numbers come from nc_rng (nc_sample.h:
+ * xoshiro256** seeded through splitmix64); uniforms are lo + (hi-lo)*u in double, normals
+ * Box-Muller pairs in double, each rounded to float. Tensors are drawn in the order listed
+ * above (value embeds after the blocks, then ve_gates, then smear_gate), so a seed gives the
+ * same weights on every machine and thread count. */
 void nc_model_init_weights(nc_model *m, uint64_t seed);
 
 /* Sets every gradient to 0. */
