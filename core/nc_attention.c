@@ -60,9 +60,12 @@ void nc_attn_fwd(const nc_attn *a, float *work) {
     const float *K = a->k + b * a->kv_bs + jlo * a->kv_ts + (int64_t)g * D;
     const float *Vv = a->v + b * a->kv_bs + jlo * a->kv_ts + (int64_t)g * D;
     float *Y = a->y + b * a->y_bs + (int64_t)t0 * a->y_ts + (int64_t)h * D;
-    /* S = scale * Q K^T : [nq, D] x [D, nk] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, a->scale, Q, (int)a->q_ts,
-                K, (int)a->kv_ts, 0.0f, S, nk);
+    /* S = scale * Q K^T : [nq, D] x [D, nk]  (one query: sgemv, no packing) */
+    if (nq == 1)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, D, a->scale, K, (int)a->kv_ts, Q, 1, 0.0f, S, 1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, a->scale, Q, (int)a->q_ts,
+                  K, (int)a->kv_ts, 0.0f, S, nk);
     for (int i = 0; i < nq; i++) {
       const int64_t p = p0 + t0 + i;
       int64_t lo = p - a->window < jlo ? jlo : p - a->window;
@@ -77,8 +80,11 @@ void nc_attn_fwd(const nc_attn *a, float *work) {
       if (a->lse) a->lse[((int64_t)b * a->H + h) * a->T + t0 + i] = m + (float)log(sum);
     }
     /* Y = P V : [nq, nk] x [nk, D] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, S, nk, Vv,
-                (int)a->kv_ts, 0.0f, Y, (int)a->y_ts);
+    if (nq == 1)
+      cblas_sgemv(CblasRowMajor, CblasTrans, nk, D, 1.0f, Vv, (int)a->kv_ts, S, 1, 0.0f, Y, 1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, S, nk, Vv,
+                  (int)a->kv_ts, 0.0f, Y, (int)a->y_ts);
   }
 }
 

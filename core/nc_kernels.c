@@ -1,5 +1,10 @@
 /* nc_kernels.c — see nc_kernels.h. References: nc_model_ref_impl.h. */
 #include "nc_kernels.h"
+#if defined(__clang__)
+/* `omp simd` loops are vectorisation hints; coverage-instrumented (fuzz) builds cannot honour
+ * them, which clang reports as -Wpass-failed. */
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
 
 #include <cblas.h>
 #include <math.h>
@@ -26,12 +31,39 @@ const char *nc_blas_corename(void) {
 
 /* ------------------------------------------------------------------------ GEMM */
 
+/* A few rows times a weight matrix (decoding): sgemv per row avoids sgemm's packing of the
+ * whole [N, K] matrix on every call; threads split N. C[m, :] = alpha op(B)^T-ish product. */
+static void gemm_small_m(int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc, int nt) {
+  const double bytes = (double)N * K * 4;
+  if (bytes < (1 << 20)) nt = 1;
+#pragma omp parallel num_threads(nt)
+  {
+    int id = omp_get_thread_num(), nth = omp_get_num_threads();
+    int n0 = (int)((int64_t)N * id / nth), n1 = (int)((int64_t)N * (id + 1) / nth);
+    if (n1 > n0) {
+      for (int m = 0; m < M; m++) {
+        if (transB) /* C[m, n0:n1] = B[n0:n1, :] @ A[m, :] */
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, n1 - n0, K, alpha, B + (size_t)n0 * ldb, ldb,
+                      A + (size_t)m * lda, 1, beta, C + (size_t)m * ldc + n0, 1);
+        else /* C[m, n0:n1] = B[:, n0:n1]^T @ A[m, :] */
+          cblas_sgemv(CblasRowMajor, CblasTrans, K, n1 - n0, alpha, B + n0, ldb,
+                      A + (size_t)m * lda, 1, beta, C + (size_t)m * ldc + n0, 1);
+      }
+    }
+  }
+}
+
 void nc_gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return;
   const enum CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans;
   const enum CBLAS_TRANSPOSE tb = transB ? CblasTrans : CblasNoTrans;
   int nt = omp_get_max_threads();
+  if (M <= 4 && !transA && K > 0) {
+    gemm_small_m(transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt);
+    return;
+  }
   double work = (double)M * N * (K > 0 ? K : 1);
   if (nt <= 1 || work < 4e6) {
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -336,20 +368,19 @@ void nc_embed_bwd(float *dtable, const float *dx, const int32_t *idx, int64_t N,
   }
 }
 
+/* relu(h) = (h + |h|) / 2 exactly (and -0 -> 0): branch-free, so it vectorises without
+ * -fno-trapping-math (a compare/select does not, and its branch mispredicts half the time) */
 void nc_relu2_fwd(float *act, const float *h, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > NC_PAR_MIN)
   for (int64_t i = 0; i < n; i++) {
-    float r = h[i] > 0 ? h[i] : 0;
+    float r = 0.5f * (h[i] + fabsf(h[i]));
     act[i] = r * r;
   }
 }
 
 void nc_relu2_bwd(float *dh, const float *dact, const float *h, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > NC_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float r = h[i] > 0 ? h[i] : 0;
-    dh[i] = dact[i] * 2.0f * r;
-  }
+  for (int64_t i = 0; i < n; i++) dh[i] = dact[i] * (h[i] + fabsf(h[i])); /* 2 relu(h) */
 }
 
 /* ------------------------------------------------------------------------ fused head */
@@ -382,7 +413,7 @@ void nc_head(const float *xf, const float *W, int64_t N, int C, int V, const int
     const int rows = (int)(N - r0 < R ? N - r0 : R);
     const float *X = xf + r0 * C;
     /* small blocks run on one thread: a parallel region costs more than it saves */
-    const int nth_blk = (double)rows * V * C < 2e6 ? 1 : nt;
+    const int nth_blk = (double)(rows > 4 ? rows : 4) * V * C < 2e6 ? 1 : nt;
     int any_grad = 0;
     if (dxf && targets)
       for (int i = 0; i < rows; i++)
@@ -396,9 +427,14 @@ void nc_head(const float *xf, const float *W, int64_t N, int C, int V, const int
       const int nv = v1 - v0;
       /* 1. this thread's vocabulary slice: Z[:, v0:v1] = X @ W[v0:v1]^T, softcap in place,
        *    partial sums of exp (|l| <= 15, so no max shift is needed) */
-      if (nv > 0)
+      if (nv > 0 && rows <= 4) { /* decoding: sgemv, no packing of W */
+        for (int i = 0; i < rows; i++)
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, nv, C, 1.0f, W + (size_t)v0 * C, C,
+                      X + (size_t)i * C, 1, 0.0f, Z + (size_t)i * V + v0, 1);
+      } else if (nv > 0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nv, C, 1.0f, X, C,
                     W + (size_t)v0 * C, C, 0.0f, Z + v0, V);
+      }
       for (int i = 0; i < rows; i++) {
         float *z = Z + (size_t)i * V;
         double s = nv > 0 ? nc_softcap_sumexp(z + v0, nv, cap) : 0.0;

@@ -160,7 +160,9 @@ TEST(ModelCache, BadInput) {
   ids[1] = 96;
   EXPECT_EQ(nc_model_forward_cached(f.m, kc, ids.data(), 2, 1, lg.data(), 1), NC_EINVAL);
   ids[1] = 2;
-  EXPECT_EQ(nc_model_forward_cached(f.m, kc, ids.data(), 1, 11, lg.data(), 1), NC_EINVAL);  // > t_max
+  std::vector<int32_t> ids11(11, 1);
+  std::vector<float> lg11((size_t)11 * 96);
+  EXPECT_EQ(nc_model_forward_cached(f.m, kc, ids11.data(), 1, 11, lg11.data(), 0), NC_EINVAL);  // > t_max
   kc->seqlens[1] = -3;
   EXPECT_EQ(nc_model_forward_cached(f.m, kc, ids.data(), 2, 1, lg.data(), 1), NC_EINVAL);
   nc_kvcache_reset(kc);

@@ -37,7 +37,9 @@ class Threads : public ::testing::TestWithParam<int> {
 
 TEST_P(Threads, Gemm) {
   // shapes above the threading threshold, both split directions, all transposes, beta
-  const int shapes[][3] = {{300, 97, 200}, {70, 520, 160}, {33, 33, 5000}};
+  // incl. M <= 4 (decoding: the sgemv path, threaded when the matrix is > 1 MB)
+  const int shapes[][3] = {{300, 97, 200}, {70, 520, 160}, {33, 33, 5000}, {1, 3000, 200},
+                           {3, 70, 50}, {4, 1100, 300}};
   for (auto &s : shapes) {
     int M = s[0], N = s[1], K = s[2];
     for (int ta = 0; ta < 2; ta++)
