@@ -300,6 +300,10 @@ int nc_store_job_list(nc_store *s, size_t limit, Nanochat__V1__JobInfo ***items,
 int nc_store_job_queue(nc_store *s, char (*ids)[NC_JOB_ID_LEN + 1], size_t cap, size_t *n,
                        size_t *total);
 
+/* Removes job id's entries from the queue only (the job record is not touched; used for
+ * queue entries whose job is missing or unreadable). NC_OK also when there was none. */
+int nc_store_queue_drop(nc_store *s, const char *id);
+
 /* Deletes job `id`, all its events and its queue entry. NC_OK or NC_ENOTFOUND. */
 int nc_store_job_delete(nc_store *s, const char *id);
 

@@ -318,6 +318,20 @@ int nc_store_job_queue(nc_store *s, char (*ids)[NC_JOB_ID_LEN + 1], size_t cap, 
   return err;
 }
 
+int nc_store_queue_drop(nc_store *s, const char *id) {
+  int err = check_jid(id);
+  if (err) return err;
+  MDB_txn *t;
+  err = st_wbegin(s, &t);
+  if (err) return err;
+  err = queue_remove(s, t, id);
+  if (err) {
+    mdb_txn_abort(t);
+    return err;
+  }
+  return st_commit(s, t, "job queue");
+}
+
 int nc_store_job_delete(nc_store *s, const char *id) {
   int err = check_jid(id);
   if (err) return err;
