@@ -63,7 +63,7 @@ inline std::vector<uint8_t> read_file(const std::string &p) {
 inline bool write_file(const std::string &p, const std::vector<uint8_t> &d) {
   FILE *f = fopen(p.c_str(), "wb");
   if (!f) return false;
-  bool ok = fwrite(d.data(), 1, d.size(), f) == d.size();
+  bool ok = d.empty() || fwrite(d.data(), 1, d.size(), f) == d.size();
   return fclose(f) == 0 && ok;
 }
 

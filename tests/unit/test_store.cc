@@ -542,7 +542,8 @@ TEST_F(StoreTest, EventAppendRejectsBadInput) {
   Ev none(NANOCHAT__V1__EVENT_KIND__EVENT_UNSPECIFIED);
   p = &none.e;
   EXPECT_EQ(nc_store_event_append(s, id.c_str(), &p, 1), NC_EINVAL);
-  auto bad = job("XYZ", 1);
+  std::string bad_id = "XYZ";
+  auto bad = job(bad_id, 1);
   EXPECT_EQ(nc_store_job_write(s, &bad, NC_JOB_CREATE, nullptr, 0), NC_EINVAL);
 }
 
