@@ -224,7 +224,10 @@ TEST_F(JobsTest, CancelRunningStopsCleanly) {
   Nanochat__V1__JobInfo *j = nullptr;
   ASSERT_EQ(nc_jobs_cancel(m, id.c_str(), &j), NC_OK) << nc_store_last_error();
   nc_store_free_msg(j);
-  EXPECT_EQ(nc_jobs_cancel(m, id.c_str(), nullptr), NC_OK);  // twice is fine
+  // a second cancel is fine while the child is still stopping; once it has stopped the job is
+  // finished and cancelling it is a failed precondition (the child may stop very quickly)
+  int rc2 = nc_jobs_cancel(m, id.c_str(), nullptr);
+  EXPECT_TRUE(rc2 == NC_OK || rc2 == NC_ESTATE) << rc2;
   j = wait(id);
   ASSERT_NE(j, nullptr);
   EXPECT_EQ(j->state, NANOCHAT__V1__JOB_STATE__JOB_CANCELLED);
