@@ -1,0 +1,102 @@
+// bf16 decode kernels (core/nc_gemv.h): conversion rounding, fast path vs reference, accuracy
+// against fp32 weights.
+#include <gtest/gtest.h>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+extern "C" {
+#include "nc_err.h"
+#include "nc_gemv.h"
+}
+
+static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+TEST(Bf16, RoundToNearestEven) {
+  float in[] = {1.0f, from_bits(0x3f808000u) /* tie -> even (down) */, from_bits(0x3f818000u) /* tie -> even (up) */,
+                from_bits(0x3f808001u) /* above tie -> up */, -2.5f, 0.0f, -0.0f, INFINITY, -INFINITY, 3.0e38f};
+  uint16_t out[10];
+  nc_f32_to_bf16(in, out, 10);
+  EXPECT_EQ(out[0], 0x3f80);
+  EXPECT_EQ(out[1], 0x3f80);
+  EXPECT_EQ(out[2], 0x3f82);
+  EXPECT_EQ(out[3], 0x3f81);
+  EXPECT_EQ(out[4], bits(-2.5f) >> 16);
+  EXPECT_EQ(out[5], 0x0000);
+  EXPECT_EQ(out[6], 0x8000);
+  EXPECT_EQ(out[7], 0x7f80);
+  EXPECT_EQ(out[8], 0xff80);
+  float back[10];
+  nc_bf16_to_f32(out, back, 10);
+  EXPECT_TRUE(std::isinf(back[9]) || std::fabs(back[9] - 3.0e38f) / 3.0e38f < 1e-2);
+  float nan = NAN;
+  uint16_t nb;
+  nc_f32_to_bf16(&nan, &nb, 1);
+  float nback;
+  nc_bf16_to_f32(&nb, &nback, 1);
+  EXPECT_TRUE(std::isnan(nback));
+}
+
+TEST(Bf16, RelativeErrorBound) {
+  std::mt19937 g(3);
+  std::normal_distribution<float> n(0, 10);
+  for (int i = 0; i < 10000; i++) {
+    float f = n(g);
+    uint16_t h;
+    float back;
+    nc_f32_to_bf16(&f, &h, 1);
+    nc_bf16_to_f32(&h, &back, 1);
+    EXPECT_LE(std::fabs(back - f), std::ldexp(std::fabs(f), -8)) << f;
+  }
+}
+
+static void check_case(int O, int K, int B, int threads, std::mt19937 &g) {
+  std::normal_distribution<float> n(0, 1);
+  std::vector<float> wf((size_t)O * K), x((size_t)B * (K + 3));
+  for (auto &v : wf) v = n(g) * 0.05f;
+  for (auto &v : x) v = n(g);
+  std::vector<uint16_t> w(wf.size());
+  nc_f32_to_bf16(wf.data(), w.data(), wf.size());
+  const int ldx = K + 3, ldy = O + 5;
+  std::vector<float> y((size_t)B * ldy, -7.0f), yr((size_t)B * ldy, -7.0f);
+  ASSERT_EQ(nc_gemv_bf16(w.data(), O, K, x.data(), ldx, B, y.data(), ldy, threads), NC_OK);
+  ASSERT_EQ(nc_gemv_bf16_ref(w.data(), O, K, x.data(), ldx, B, yr.data(), ldy), NC_OK);
+  for (int b = 0; b < B; b++) {
+    for (int o = 0; o < O; o++) {
+      float a = y[(size_t)b * ldy + o], r = yr[(size_t)b * ldy + o];
+      // same math, different summation order
+      ASSERT_NEAR(a, r, 1e-4f * (1.0f + std::sqrt((float)K))) << O << "x" << K << " B=" << B << " b=" << b << " o=" << o;
+      // and against fp32 weights: bf16 rounding of weights only (loose bound)
+      double exact = 0;
+      for (int k = 0; k < K; k++) exact += (double)x[(size_t)b * ldx + k] * wf[(size_t)o * K + k];
+      double scale = 0;
+      for (int k = 0; k < K; k++) scale += std::fabs((double)x[(size_t)b * ldx + k] * wf[(size_t)o * K + k]);
+      ASSERT_LE(std::fabs(a - exact), scale * 0.01 + 1e-4);
+    }
+    for (int o = O; o < ldy; o++) ASSERT_EQ(y[(size_t)b * ldy + o], -7.0f) << "wrote past O";
+  }
+}
+
+TEST(Gemv, FastMatchesReferenceManyShapes) {
+  std::mt19937 g(11);
+  int shapes[][2] = {{1, 1}, {3, 5}, {4, 16}, {7, 33}, {64, 64}, {130, 257}, {512, 512}, {1000, 384}, {2048, 512}};
+  for (auto &s : shapes)
+    for (int B : {1, 2, 3, 8, 17})
+      for (int th : {1, 2}) check_case(s[0], s[1], B, th, g);
+}
+
+TEST(Gemv, LargestBatch) {
+  std::mt19937 g(5);
+  check_case(96, 200, NC_GEMV_MAX_B, 2, g);
+}
+
+TEST(Gemv, BadArguments) {
+  uint16_t w[4] = {0};
+  float x[4] = {0}, y[4] = {0};
+  EXPECT_EQ(nc_gemv_bf16(nullptr, 2, 2, x, 2, 1, y, 2, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16(w, 2, 2, x, 1, 1, y, 2, 1), NC_EINVAL);  // ldx < K
+  EXPECT_EQ(nc_gemv_bf16(w, 2, 2, x, 2, 0, y, 2, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16(w, 2, 2, x, 2, NC_GEMV_MAX_B + 1, y, 2, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16(w, 2, 2, x, 2, 1, y, 1, 1), NC_EINVAL);  // ldy < O
+}
