@@ -141,6 +141,16 @@ typedef void (*nc_recv_cb)(nc_call *call, const ProtobufCMessage *msg, int err,
                            const char *errmsg, void *arg);
 int nc_call_recv(nc_call *call, nc_recv_cb cb, void *arg);
 
+/* ---- waking up on a CQ thread -------------------------------------------------------------- */
+
+/* Runs fn(call, arg) soon on the call's CQ thread (an empty batch completes at once). For
+ * threads that must not do work themselves (e.g. job-manager notifications): post a wake and
+ * do the work in fn. At most one wake is queued per call: while one is queued, further calls
+ * return NC_OK without queueing another (fn/arg of the queued one stay). NC_ESTATE when the
+ * call is finished, NC_ECANCELED when it is cancelled. */
+typedef void (*nc_wake_fn)(nc_call *call, void *arg);
+int nc_call_wake(nc_call *call, nc_wake_fn fn, void *arg);
+
 /* True on a completion-queue thread of this process (where blocking is forbidden). */
 bool nc_on_cq_thread(void);
 

@@ -45,6 +45,8 @@ static const opt opts[] = {
     {"grace-ms", "NANOCHAT_GRACE_MS", T_INT, OFF(grace_ms), 0, 600000, true},
     {"max-streams", "NANOCHAT_MAX_STREAMS", T_INT, OFF(max_streams), 1, 100000, true},
     {"enable-test-jobs", "NANOCHAT_ENABLE_TEST_JOBS", T_BOOL, OFF(enable_test_jobs), 0, 0, true},
+    {"enable-tools", "NANOCHAT_ENABLE_TOOLS", T_BOOL, OFF(enable_tools), 0, 0, true},
+    {"store-map-mb", "NANOCHAT_STORE_MAP_MB", T_INT, OFF(store_map_mb), 1, 1048576, true},
     {"config", "NANOCHAT_CONFIG", T_STR, OFF(config_file), 0, 0, false},
 };
 #undef OFF
@@ -141,6 +143,7 @@ void nc_config_defaults(nc_config *c, const char *const *env) {
   c->cq_threads = cpus < 1 ? 1 : (cpus > 4 ? 4 : (int)cpus);
   c->grace_ms = 10000;
   c->max_streams = 32;
+  c->enable_tools = true;
   c->action = NC_CONFIG_RUN;
 }
 
@@ -368,7 +371,8 @@ const char *nc_config_usage(void) {
          "                 [--user-token-file FILE] [--tls-cert FILE --tls-key FILE]\n"
          "                 [--insecure-remote] [--log-level error|warn|info|debug]\n"
          "                 [--workers N] [--worker-queue N] [--cq-threads N] [--grace-ms MS]\n"
-         "                 [--max-streams N] [--enable-test-jobs] [--config FILE]\n"
+         "                 [--max-streams N] [--enable-test-jobs] [--enable-tools BOOL]\n"
+         "                 [--store-map-mb N] [--config FILE]\n"
          "                 [--help] [--version]\n"
          "\n"
          "  --listen HOST:PORT   address (default 127.0.0.1:50051; port 0 picks a free port and\n"

@@ -61,6 +61,8 @@ typedef struct nc_config {
   char config_file[NC_CONFIG_STR];       /* the file that was read, "" = none */
   bool insecure_remote;
   bool enable_test_jobs;
+  bool enable_tools;                     /* Tools.Execute through the sandbox (default on) */
+  int store_map_mb;                      /* LMDB map size in MiB; 0 = the store's default */
   int log_level;                         /* nc_log_level */
   int workers;
   int worker_queue;

@@ -2,7 +2,7 @@
  * serves.
  *
  * The table itself is generated at build time by proto/gen_rpc_table.py from the descriptor
- * set and the (nanochat.v1.rpc) / (nanochat.v1.limits) options of proto/nanochat/v1/*.proto:
+ * set and the (nanochat.v1.rpc) / (nanochat.v1.limits) options of proto/nanochat/v1/ (*.proto files):
  * build/gen/svc/nc_rpc_table.{h,c} define
  *
  *   enum nc_method_index { NC_M_CHAT_COMPLETE, ..., NC_RPC_COUNT };

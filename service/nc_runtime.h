@@ -38,6 +38,7 @@ enum nc_tag_kind {
   NC_TAG_SEND,          /* a SEND_MESSAGE and/or SEND_STATUS batch completed */
   NC_TAG_RECV,          /* RECV_MESSAGE completed */
   NC_TAG_SHUTDOWN,      /* grpc_server_shutdown_and_notify completed */
+  NC_TAG_WAKE,          /* an empty batch posted by nc_call_wake */
 };
 
 typedef struct nc_tag {
@@ -60,7 +61,7 @@ typedef struct nc_req_slot {
 } nc_req_slot;
 
 struct nc_call {
-  nc_tag t_close, t_send, t_recv;
+  nc_tag t_close, t_send, t_recv, t_wake;
   struct nc_server *srv;
   grpc_call *gc;
   const nc_rpc_method *m;         /* NULL: unknown method */
@@ -99,6 +100,9 @@ struct nc_call {
   grpc_byte_buffer *recv_buf;
   nc_recv_cb recv_cb;
   void *recv_arg;
+  bool wake_busy;                 /* an nc_call_wake batch is queued */
+  nc_wake_fn wake_fn;
+  void *wake_arg;
   nc_cancel_fn cancel_fn;
   void *cancel_arg;
   void *data;
@@ -146,10 +150,13 @@ nc_call *nc_call_new(struct nc_server *s, grpc_call *gc);
 void nc_call_on_close_event(nc_call *c, bool ok);
 void nc_call_on_send_event(nc_call *c, bool ok);
 void nc_call_on_recv_event(nc_call *c, bool ok);
+void nc_call_on_wake_event(nc_call *c, bool ok);
 /* Finishes with a raw gRPC status (unknown methods). Same contract as nc_call_finish. */
 int nc_call_finish_code(nc_call *c, grpc_status_code code, const char *msg);
 /* Starts RECV_CLOSE_ON_SERVER (first batch of every call). NC_OK or NC_EINTERNAL. */
 int nc_call_start_close(nc_call *c);
+/* Flattens a byte buffer into malloc'ed bytes (*len set); NULL on failure. */
+uint8_t *nc_flatten(grpc_byte_buffer *bb, size_t *len);
 /* Marks this thread as a CQ thread (nc_on_cq_thread). */
 void nc_call_mark_cq_thread(void);
 

@@ -1,0 +1,227 @@
+/* main.c — nanochatd: configuration, store, job manager, sandbox, gRPC server, signals.
+ *
+ *   nanochatd --listen HOST:PORT --data-dir DIR [--token-file FILE] [...]   (see --help)
+ *
+ * Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 startup failure, 2 refused configuration
+ * (bad flags, non-loopback listener without token/TLS, unsafe token file), 3 shutdown timed out.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nc_app.h"
+#include "nc_auth.h"
+#include "nc_config.h"
+#include "nc_err.h"
+#include "nc_health.h"
+#include "nc_jobs.h"
+#include "nc_log.h"
+#include "nc_sandbox.h"
+#include "nc_server.h"
+#include "nc_store.h"
+
+#define NANOCHATD_VERSION "0.1.0"
+
+extern char **environ;
+
+static char sandbox_level_text[320];
+
+static const char *sandbox_level(void *arg) {
+  (void)arg;
+  return sandbox_level_text;
+}
+
+static void job_counts(void *arg, uint32_t *running, uint32_t *queued) {
+  nc_jobs_counts(arg, running, queued);
+}
+
+/* mkdir -p with mode 0700 for new components. */
+static int mkdirs(const char *path) {
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+/* Directory holding this executable (the job programs and nc-sandbox live next to it). */
+static void exe_dir(char *out, size_t n) {
+  char buf[PATH_MAX];
+  ssize_t k = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (k <= 0) {
+    snprintf(out, n, ".");
+    return;
+  }
+  buf[k] = 0;
+  char *slash = strrchr(buf, '/');
+  if (slash) *slash = 0;
+  snprintf(out, n, "%s", buf);
+}
+
+int main(int argc, char **argv) {
+  /* Block the shutdown signals in every thread (gRPC and the job manager start threads);
+   * the main thread takes them with sigwait. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  static nc_config cfg;
+  char err[1024] = "";
+  nc_config_defaults(&cfg, (const char *const *)environ);
+  if (nc_config_load(&cfg, argc, argv, (const char *const *)environ, err, sizeof err) != NC_OK) {
+    fprintf(stderr, "nanochatd: %s\n%s", err, nc_config_usage());
+    return 2;
+  }
+  if (cfg.action == NC_CONFIG_HELP) {
+    fputs(nc_config_usage(), stdout);
+    return 0;
+  }
+  if (cfg.action == NC_CONFIG_VERSION) {
+    printf("nanochatd %s\n", NANOCHATD_VERSION);
+    return 0;
+  }
+  nc_log_set_level((nc_log_level)cfg.log_level);
+
+  static nc_auth auth;
+  int rc = nc_auth_load(&auth, &cfg, err, sizeof err);
+  if (rc != NC_OK) {
+    fprintf(stderr, "nanochatd: %s\n", err);
+    return 2;
+  }
+  nc_listen_addr la;
+  if (nc_listen_parse(cfg.listen, &la) != NC_OK) {
+    fprintf(stderr, "nanochatd: --listen %s: expected HOST:PORT\n", cfg.listen);
+    return 2;
+  }
+  if (nc_config_check_exposure(&cfg, &la, auth.have_admin || auth.have_user, err, sizeof err) != NC_OK) {
+    fprintf(stderr, "nanochatd: %s\n", err);
+    return 2;
+  }
+  if (mkdirs(cfg.data_dir) != 0) {
+    fprintf(stderr, "nanochatd: cannot create data dir %s: %s\n", cfg.data_dir, strerror(errno));
+    return 1;
+  }
+
+  /* store */
+  char store_dir[NC_CONFIG_STR + 16];
+  snprintf(store_dir, sizeof store_dir, "%s/store", cfg.data_dir);
+  nc_store_opts so;
+  memset(&so, 0, sizeof so);
+  so.dir = store_dir;
+  so.map_size = (uint64_t)cfg.store_map_mb << 20;
+  nc_store *store = NULL;
+  rc = nc_store_open(&so, &store);
+  if (rc != NC_OK) {
+    fprintf(stderr, "nanochatd: cannot open the store in %s: %s\n", store_dir, nc_store_last_error());
+    return 1;
+  }
+
+  /* job manager */
+  char bindir[PATH_MAX], testjob[PATH_MAX + 32];
+  exe_dir(bindir, sizeof bindir);
+  snprintf(testjob, sizeof testjob, "%s/nanochat-testjob", bindir);
+  nc_jobs_opts jo;
+  memset(&jo, 0, sizeof jo);
+  jo.store = store;
+  jo.data_dir = cfg.data_dir;
+  if (cfg.enable_test_jobs) jo.exe[NANOCHAT__V1__JOB_KIND__JOB_TEST] = testjob;
+  nc_jobs *jobs = NULL;
+  rc = nc_jobs_start(&jo, &jobs);
+  if (rc != NC_OK) {
+    fprintf(stderr, "nanochatd: cannot start the job manager: %s\n", nc_store_last_error());
+    nc_store_close(store);
+    return 1;
+  }
+
+  /* sandbox (self-test now; Tools.Execute fails closed when a layer is missing) */
+  nc_sandbox *sandbox = NULL;
+  if (cfg.enable_tools) {
+    nc_sandbox_cfg sc = nc_sandbox_cfg_default();
+    nc_sandbox_level lvl;
+    memset(&lvl, 0, sizeof lvl);
+    if (nc_sandbox_create(sc, &sandbox) == NC_OK) {
+      nc_sandbox_level_get(sandbox, &lvl);
+      if (lvl.available)
+        snprintf(sandbox_level_text, sizeof sandbox_level_text, "%s (cgroup %s)", lvl.level, lvl.cgroup);
+      else
+        snprintf(sandbox_level_text, sizeof sandbox_level_text, "unavailable: %s", lvl.reason);
+    } else {
+      snprintf(sandbox_level_text, sizeof sandbox_level_text, "unavailable: the sandbox could not be set up");
+    }
+  } else {
+    snprintf(sandbox_level_text, sizeof sandbox_level_text, "unavailable: Tools.Execute disabled (--enable-tools false)");
+  }
+  nc_log(NC_LOG_INFO, "sandbox: %s", sandbox_level_text);
+
+  /* server */
+  static nc_app app;
+  app.cfg = &cfg;
+  app.store = store;
+  app.jobs = jobs;
+  app.sandbox = sandbox;
+  app.sandbox_level = sandbox_level;
+  app.job_counts = job_counts;
+  app.jobs_arg = jobs;
+  app.version = NANOCHATD_VERSION;
+  app.started_mono_ms = nc_now_mono_ms();
+  nc_health *health = NULL;
+  if (nc_health_create(&health) != NC_OK) return 1;
+  app.health = health;
+  nc_server_opts opts = {&cfg, &auth, &app};
+  nc_server *srv = NULL;
+  rc = nc_server_create(&opts, &srv, err, sizeof err);
+  if (rc != NC_OK) {
+    fprintf(stderr, "nanochatd: %s\n", err);
+    nc_jobs_shutdown(jobs);
+    nc_jobs_free(jobs);
+    nc_store_close(store);
+    nc_sandbox_free(sandbox);
+    return 1;
+  }
+  app.server = srv;
+  nc_health_attach(health, srv);
+  rc = nc_server_start(srv);
+  if (rc != NC_OK) {
+    fprintf(stderr, "nanochatd: cannot start the server: %s\n", nc_strerror(rc));
+    return 1;
+  }
+  if (la.unix_socket) printf("nanochatd listening on %s\n", cfg.listen);
+  else printf("nanochatd listening on %s:%d\n", la.host, nc_server_port(srv));
+  fflush(stdout);
+  nc_log(NC_LOG_INFO, "serving on port %d (data dir %s, auth %s)", nc_server_port(srv), cfg.data_dir,
+         auth.have_admin || auth.have_user ? "token" : "open, loopback only");
+
+  int sig = 0;
+  while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP) {
+    /* SIGHUP: nothing to reload yet; keep serving */
+  }
+  nc_log(NC_LOG_INFO, "signal %d: shutting down (grace %d ms)", sig, cfg.grace_ms);
+  rc = nc_server_shutdown(srv, cfg.grace_ms);
+  nc_jobs_shutdown(jobs);
+  if (rc != NC_OK) {
+    nc_log(NC_LOG_ERROR, "shutdown timed out; exiting without cleanup");
+    nc_store_close(store);
+    return 3;
+  }
+  nc_server_free(srv);
+  nc_jobs_free(jobs);
+  nc_store_close(store);
+  nc_sandbox_free(sandbox);
+  nc_health_free(health);
+  nc_log(NC_LOG_INFO, "stopped");
+  return 0;
+}
