@@ -13,6 +13,7 @@
 
 #include "nc_err.h"
 #include "nc_log.h"
+#include "nc_validate.h"
 
 #define NC_CONFIG_FILE_MAX (1u << 20)
 
@@ -162,6 +163,8 @@ int nc_config_apply_text(nc_config *c, const char *text, size_t len, const char 
     line[n] = 0;
     pos = e < len ? e + 1 : e;
     if (memchr(line, 0, n)) return errf(err, errlen, "%s:%d: NUL byte", source, lineno);
+    if (!nc_utf8_valid((const uint8_t *)line, n))
+      return errf(err, errlen, "%s:%d: invalid UTF-8", source, lineno);
     /* trim */
     char *s = line;
     while (*s == ' ' || *s == '\t' || *s == '\r') s++;
@@ -175,7 +178,9 @@ int nc_config_apply_text(nc_config *c, const char *text, size_t len, const char 
     char *v = eq + 1;
     while (*v == ' ' || *v == '\t') v++;
     size_t vl = strlen(v);
-    if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+    if (vl >= 1 && (v[0] == '"' || v[vl - 1] == '"')) {
+      if (vl < 2 || v[0] != '"' || v[vl - 1] != '"')
+        return errf(err, errlen, "%s:%d: unbalanced double quote", source, lineno);
       v[vl - 1] = 0;
       v++;
     }

@@ -20,6 +20,8 @@
  * | --grace-ms MS        | NANOCHAT_GRACE_MS         | 10000                   | shutdown grace period before in-flight calls are cancelled |
  * | --max-streams N      | NANOCHAT_MAX_STREAMS      | 32                      | concurrent streams per HTTP/2 connection |
  * | --enable-test-jobs   | NANOCHAT_ENABLE_TEST_JOBS | false                   | allow Train.TestJob (job-manager tests) |
+ * | --enable-tools BOOL  | NANOCHAT_ENABLE_TOOLS     | true                    | Tools.Execute through the sandbox (fails closed without one) |
+ * | --store-map-mb N     | NANOCHAT_STORE_MAP_MB     | store default           | LMDB map size in MiB (1..1048576) |
  * | --config FILE        | NANOCHAT_CONFIG           | none                    | config file (below) |
  * | --help, --version    |                           |                         | print and exit 0 |
  *
