@@ -151,6 +151,9 @@ int main(int argc, char **argv) {
   nc_sandbox *sandbox = NULL;
   if (cfg.enable_tools) {
     nc_sandbox_cfg sc = nc_sandbox_cfg_default();
+    sc.max_concurrent = cfg.tools_max_concurrent;
+    sc.max_memory_bytes = (uint64_t)cfg.tools_max_memory_mb << 20;
+    sc.max_timeout_ms = (uint32_t)cfg.tools_max_timeout_ms;
     nc_sandbox_level lvl;
     memset(&lvl, 0, sizeof lvl);
     if (nc_sandbox_create(sc, &sandbox) == NC_OK) {

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -123,9 +124,13 @@ class Server:
 
     def __exit__(self, *exc):
         rc = self.stop()
+        logs = self.logs()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if exc[0] is not None or rc not in (0, None):
+            # the server's log explains most failures (sanitizer reports included)
+            sys.stderr.write("---- nanochatd log (exit %s) ----\n%s\n" % (rc, logs[-20000:]))
         if exc[0] is None and rc not in (0, None):
-            raise AssertionError("nanochatd exited with %s\n%s" % (rc, self.logs()))
+            raise AssertionError("nanochatd exited with %s" % rc)
 
     # -- helpers ------------------------------------------------------------------------------
     def logs(self):
