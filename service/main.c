@@ -111,6 +111,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "nanochatd: %s\n", err);
     return 2;
   }
+  if (cfg.tls_key[0]) {
+    struct stat kst;
+    if (stat(cfg.tls_key, &kst) != 0 || !S_ISREG(kst.st_mode)) {
+      fprintf(stderr, "nanochatd: --tls-key %s: not a readable regular file\n", cfg.tls_key);
+      return 2;
+    }
+    if (kst.st_mode & (S_IRWXG | S_IRWXO)) {
+      fprintf(stderr, "nanochatd: --tls-key %s: mode %03o is accessible by group or others; chmod 600 it\n",
+              cfg.tls_key, (unsigned)(kst.st_mode & 0777));
+      return 2;
+    }
+  }
   if (mkdirs(cfg.data_dir) != 0) {
     fprintf(stderr, "nanochatd: cannot create data dir %s: %s\n", cfg.data_dir, strerror(errno));
     return 1;
