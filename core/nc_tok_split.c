@@ -15,9 +15,10 @@ static const char WS_JS[] =
     "\\x{9}-\\x{d}\\x{20}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}"
     "\\x{205f}\\x{3000}\\x{feff}";
 
-/* Largest match effort per chunk (PCRE2 match limit); nanochat's pattern needs about one
- * unit per byte of a whitespace run, so this only stops pathological patterns. */
-#define NC_TOK_MATCH_LIMIT 200000000u
+/* Largest match effort per chunk (PCRE2 match limit); nanochat's pattern needs one unit per
+ * byte of a whitespace run (measured), so this allows 64 MiB runs and stops pathological
+ * patterns (NC_EFULL). */
+#define NC_TOK_MATCH_LIMIT (1u << 26)
 #define NC_TOK_JIT_STACK_MAX (8u << 20)
 
 typedef struct sbuf {

@@ -9,6 +9,8 @@
  *                                                  one id at a time (must equal decode)
  *   nc_tok bench   TOKFILE RECORDS [--threads N] [--repeat R] [--dialect rust|js]
  *                                                  encode throughput, JSON with an id hash
+ * Every command also takes --pattern REGEX (replaces the file's split pattern) and
+ * --dialect rust|js (replaces its \s dialect).
  *
  * RECORDS files hold texts as "<byte length>\n<bytes>\n" repeated (any bytes, so \r\n runs
  * and NULs survive); OUT of decode is in the same format. The id hash is FNV-1a 32 over each
@@ -277,7 +279,7 @@ int main(int argc, char **argv) {
   if (dialect == -2) return usage();
   char msg[512];
   nc_tokenizer *t = NULL;
-  int rc = nc_tok_load(tokfile, NULL, dialect, &t, msg, sizeof msg);
+  int rc = nc_tok_load(tokfile, flag_value(argc, argv, "--pattern"), dialect, &t, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "nc_tok: %s: %s\n", tokfile, msg);
     return 1;

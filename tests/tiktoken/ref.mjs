@@ -1,6 +1,7 @@
 // ref.mjs — js-tiktoken as the reference encoder (tests and bench/):
 //   node tests/tiktoken/ref.mjs encode NAME RECORDS OUT [--special]   one line of ids per record
 //   node tests/tiktoken/ref.mjs bench NAME RECORDS [--repeat R]       JSON: MB/s and an id hash
+// --pattern P replaces the encoding's pat_str (a JavaScript RegExp source, flags "gu").
 // RECORDS: "<byte length>\n<bytes>\n" repeated (core/bin/nc_tok.c). The hash is FNV-1a 32 over
 // each id + 1 and a 0 after every record, the same as `nc_tok bench`.
 import fs from "fs";
@@ -12,7 +13,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const [cmd, name, input, out] = process.argv.slice(2);
 const args = process.argv.slice(2);
 const ranks = (await import(path.join(here, "node_modules/js-tiktoken/dist/ranks", name + ".js"))).default;
-const enc = new Tiktoken(ranks);
+const pi = args.indexOf("--pattern");
+const enc = new Tiktoken(pi >= 0 ? { ...ranks, pat_str: args[pi + 1] } : ranks);
 
 function readRecords(file) {
   const buf = fs.readFileSync(file);
