@@ -76,7 +76,7 @@ size_t nc_tok__utf8_step(const uint8_t *s, size_t n, uint32_t *cp, size_t *bad, 
   return need + 1;
 }
 
-int nc_utf8_valid(const char *str, size_t len) {
+int nc_tok_utf8_valid(const char *str, size_t len) {
   const uint8_t *s = (const uint8_t *)str;
   size_t i = 0;
   while (i < len) {
@@ -223,7 +223,7 @@ int nc_tok_create(const char *pattern, nc_tok_dialect dialect, const uint8_t *co
   size_t plen = strnlen(pattern, NC_TOK_MAX_PATTERN + 1);
   if (plen == 0 || plen > NC_TOK_MAX_PATTERN)
     return nc_tok__err(msg, msglen, NC_EINVAL, "pattern must be 1..%d bytes", NC_TOK_MAX_PATTERN);
-  if (!nc_utf8_valid(pattern, plen))
+  if (!nc_tok_utf8_valid(pattern, plen))
     return nc_tok__err(msg, msglen, NC_EINVAL, "pattern is not valid UTF-8");
   if (dialect != NC_TOK_DIALECT_RUST && dialect != NC_TOK_DIALECT_JS)
     return nc_tok__err(msg, msglen, NC_EINVAL, "unknown regex dialect %d", (int)dialect);

@@ -193,7 +193,7 @@ static int encode_ctx(const struct nc_tokenizer *t, nc_tok_ctx *c, const char *t
   if (!text && len) return NC_EINVAL;
   if (flags & ~(NC_TOK_ALLOW_SPECIAL | NC_TOK_PREPEND_BOS)) return NC_EINVAL;
   const uint8_t *s = (const uint8_t *)text;
-  if (len && !nc_utf8_valid(text, len)) return NC_EINVAL;
+  if (len && !nc_tok_utf8_valid(text, len)) return NC_EINVAL;
   if (flags & NC_TOK_PREPEND_BOS) {
     if (t->bos_id < 0) return NC_ENOTFOUND;
     emit(k, (uint32_t)t->bos_id);

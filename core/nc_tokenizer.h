@@ -262,7 +262,7 @@ int nc_tok_train(const nc_tok_train_opts *opts, nc_tok_doc_fn next, void *ctx, n
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 /* 1 when `len` bytes of `s` are valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-int nc_utf8_valid(const char *s, size_t len);
+int nc_tok_utf8_valid(const char *s, size_t len);
 
 #ifdef __cplusplus
 }

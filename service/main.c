@@ -24,6 +24,7 @@
 #include "nc_sandbox.h"
 #include "nc_server.h"
 #include "nc_store.h"
+#include "nc_tokenizer.h"
 
 #define NANOCHATD_VERSION "0.1.0"
 
@@ -128,6 +129,25 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  /* tokenizer: --tokenizer FILE must load; else <data-dir>/tokenizer/tokenizer.txt if present */
+  nc_tokenizer *tokenizer = NULL;
+  {
+    char tpath[NC_CONFIG_STR + 32];
+    struct stat tst;
+    if (cfg.tokenizer[0]) snprintf(tpath, sizeof tpath, "%s", cfg.tokenizer);
+    else snprintf(tpath, sizeof tpath, "%s/tokenizer/tokenizer.txt", cfg.data_dir);
+    if (cfg.tokenizer[0] || stat(tpath, &tst) == 0) {
+      rc = nc_tok_load(tpath, NULL, -1, &tokenizer, err, sizeof err);
+      if (rc != NC_OK) {
+        fprintf(stderr, "nanochatd: cannot load the tokenizer: %s\n", err);
+        return 1;
+      }
+      nc_log(NC_LOG_INFO, "tokenizer: %s (vocabulary %d)", tpath, (int)nc_tok_vocab_size(tokenizer));
+    } else {
+      nc_log(NC_LOG_INFO, "tokenizer: none (Tokenizer.* answer FAILED_PRECONDITION)");
+    }
+  }
+
   /* store */
   char store_dir[NC_CONFIG_STR + 16];
   snprintf(store_dir, sizeof store_dir, "%s/store", cfg.data_dir);
@@ -188,6 +208,7 @@ int main(int argc, char **argv) {
   app.store = store;
   app.jobs = jobs;
   app.sandbox = sandbox;
+  app.tokenizer = tokenizer;
   app.sandbox_level = sandbox_level;
   app.job_counts = job_counts;
   app.jobs_arg = jobs;
@@ -236,6 +257,7 @@ int main(int argc, char **argv) {
   nc_jobs_free(jobs);
   nc_store_close(store);
   nc_sandbox_free(sandbox);
+  nc_tok_free(tokenizer);
   nc_health_free(health);
   nc_log(NC_LOG_INFO, "stopped");
   return 0;

@@ -49,7 +49,7 @@ static void check_stream(const nc_tokenizer *t, const int32_t *ids, size_t n, co
     if (step > n - i) step = n - i;
     long m = nc_tok_stream_push(t, &s, ids + i, step, got + g, wn + 16 - g);
     if (m < 0 || g + (size_t)m > wn) __builtin_trap();
-    if (!nc_utf8_valid(got + g, (size_t)m)) __builtin_trap();
+    if (!nc_tok_utf8_valid(got + g, (size_t)m)) __builtin_trap();
     g += (size_t)m;
     i += step;
   }
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (need < 0 || raw < 0 || need > 3 * raw) __builtin_trap();
       char *out = malloc((size_t)need + 1);
       if (nc_tok_decode(t, ids, n, out, (size_t)need) != need) __builtin_trap();
-      if (!nc_utf8_valid(out, (size_t)need)) __builtin_trap();
+      if (!nc_tok_utf8_valid(out, (size_t)need)) __builtin_trap();
       check_stream(t, ids, n, out, (size_t)need, data + 1, len);
       free(out);
     }
@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (mode & 4) flags |= NC_TOK_PREPEND_BOS;
   int32_t *ids = malloc((len + 1) * sizeof *ids);
   long n = nc_tok_encode(t, text, len, flags, ids, len + 1);
-  if (!nc_utf8_valid(text, len)) {
+  if (!nc_tok_utf8_valid(text, len)) {
     if (n != NC_EINVAL) __builtin_trap();
     free(ids);
     return 0;

@@ -188,7 +188,7 @@ TEST(TokTrain, VocabExactAndEveryRankReproduced) {
     size_t n = nc_tok__bpe_ref(t, (const uint8_t *)b.data(), b.size(), ids.data(), work.data());
     ASSERT_EQ(n, 1u) << "rank " << r;
     ASSERT_EQ(ids[0], (uint32_t)r);
-    if (nc_utf8_valid(b.data(), b.size()) && chunks(t, b).size() == 1) {
+    if (nc_tok_utf8_valid(b.data(), b.size()) && chunks(t, b).size() == 1) {
       ASSERT_EQ(enc(t, b), std::vector<int32_t>{r});
       checked_text++;
     }

@@ -187,7 +187,7 @@ TEST(TokEncode, InvalidUtf8IsRejected) {
   int32_t ids[16];
   for (std::string bad : {"a\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82", "\xf4\x90\x80\x80", "x\x80"}) {
     EXPECT_EQ(nc_tok_encode_ordinary(t, bad.data(), bad.size(), ids, 16), NC_EINVAL);
-    EXPECT_EQ(nc_utf8_valid(bad.data(), bad.size()), 0);
+    EXPECT_EQ(nc_tok_utf8_valid(bad.data(), bad.size()), 0);
   }
   EXPECT_EQ(nc_tok_encode_ordinary(t, nullptr, 3, ids, 16), NC_EINVAL);
   EXPECT_EQ(nc_tok_encode_ordinary(t, "abc", 3, nullptr, 16), NC_EINVAL);
@@ -410,7 +410,7 @@ TEST(TokDecode, StreamEqualsDecode) {
       long m = nc_tok_stream_push(t, &s, ids.data() + i, k, buf, sizeof buf);
       ASSERT_GE(m, 0);
       // every push emits complete UTF-8
-      ASSERT_TRUE(nc_utf8_valid(buf, (size_t)m));
+      ASSERT_TRUE(nc_tok_utf8_valid(buf, (size_t)m));
       got.append(buf, (size_t)m);
       i += k;
     }
