@@ -111,14 +111,13 @@ static size_t pow2_at_least(size_t n) {
 }
 
 static int pair_insert(struct nc_tokenizer *t, uint32_t l, uint32_t r, uint32_t v) {
-  uint64_t key = ((uint64_t)l << 32) | r;
+  uint64_t key = ((uint64_t)l << 21) | r;
   for (size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> t->pshift);; i = (i + 1) & t->pmask) {
-    if (t->pkey[i] == UINT64_MAX) {
-      t->pkey[i] = key;
-      t->pval[i] = v;
+    if (t->pslot[i] == UINT64_MAX) {
+      t->pslot[i] = (key << 21) | v;
       return 1;
     }
-    if (t->pkey[i] == key) return 0;
+    if ((t->pslot[i] >> 21) == key) return 0;
   }
 }
 
@@ -175,10 +174,9 @@ int nc_tok__build_maps(struct nc_tokenizer *t, char *msg, size_t msglen) {
       size_t pc = pow2_at_least(2 * npairs + 2);
       unsigned bits = 0;
       while (((size_t)1 << bits) < pc) bits++;
-      t->pkey = malloc(pc * sizeof *t->pkey);
-      t->pval = malloc(pc * sizeof *t->pval);
-      if (!t->pkey || !t->pval) return NC_ENOMEM;
-      for (size_t i = 0; i < pc; i++) t->pkey[i] = UINT64_MAX;
+      t->pslot = malloc(pc * sizeof *t->pslot);
+      if (!t->pslot) return NC_ENOMEM;
+      for (size_t i = 0; i < pc; i++) t->pslot[i] = UINT64_MAX;
       t->pmask = pc - 1;
       t->pshift = 64 - bits;
     }
@@ -314,8 +312,7 @@ void nc_tok_free(nc_tokenizer *t) {
   free(t->bytes);
   free(t->off);
   free(t->bmap);
-  free(t->pkey);
-  free(t->pval);
+  free(t->pslot);
   free(t);
 }
 

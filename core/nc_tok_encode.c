@@ -142,9 +142,33 @@ static int encode_ordinary_ctx(const struct nc_tokenizer *t, nc_tok_ctx *c, cons
     if (rc == 0) return NC_OK;
     const uint8_t *p = s + ms;
     size_t n = me - ms;
-    uint32_t r = nc_tok_rank_of(t, p, n);
+    if (n == 1) {
+      emit(k, t->byte_rank[p[0]]);
+      continue;
+    }
+    uint64_t h = nc_tok_hash(p, n);
+    nc_tok_centry *ce = NULL;
+    if (n <= NC_TOK_CACHE_LEN) {
+      if (!c->cache && ++c->seen_chunks > NC_TOK_CACHE_AFTER)
+        c->cache = calloc(NC_TOK_CACHE_SLOTS, sizeof *c->cache); /* NULL: just no cache */
+      if (c->cache) {
+        ce = &c->cache[h & (NC_TOK_CACHE_SLOTS - 1)];
+        if (ce->h == h && ce->len == n && nc_tok_eq(ce->bytes, p, n)) {
+          for (unsigned i = 0; i < ce->nids; i++) emit(k, ce->ids[i]);
+          continue;
+        }
+      }
+    }
+    uint32_t r = nc_tok_rank_of_h(t, p, n, h);
     if (r != NC_TOK_NO_RANK) {
       emit(k, r);
+      if (ce) {
+        ce->h = h;
+        ce->len = (uint8_t)n;
+        ce->nids = 1;
+        memcpy(ce->bytes, p, n);
+        ce->ids[0] = r;
+      }
       continue;
     }
     size_t m;
@@ -153,6 +177,13 @@ static int encode_ordinary_ctx(const struct nc_tokenizer *t, nc_tok_ctx *c, cons
       uint32_t buf[NC_TOK_SMALL_CHUNK + NC_TOK_WORK(NC_TOK_SMALL_CHUNK)];
       m = nc_tok__bpe_ref(t, p, n, buf, buf + NC_TOK_SMALL_CHUNK);
       for (size_t i = 0; i < m; i++) emit(k, buf[i]);
+      if (ce && m <= NC_TOK_CACHE_IDS) {
+        ce->h = h;
+        ce->len = (uint8_t)n;
+        ce->nids = (uint8_t)m;
+        memcpy(ce->bytes, p, n);
+        memcpy(ce->ids, buf, m * sizeof *buf);
+      }
       continue;
     }
     if ((rc = ensure_scratch(c, n + NC_TOK_WORK(n))) != NC_OK) return rc;

@@ -41,8 +41,7 @@ struct nc_tokenizer {
   uint32_t byte_rank[256]; /* rank of each single byte */
   nc_tok_bslot *bmap;      /* bytes -> rank (later rank wins on equal bytes) */
   size_t bmask;
-  uint64_t *pkey;          /* (left << 32 | right) -> merged rank; empty key = UINT64_MAX */
-  uint32_t *pval;
+  uint64_t *pslot;         /* left << 42 | right << 21 | merged rank (all < 2^21); empty = UINT64_MAX */
   size_t pmask;
   unsigned pshift;
   pcre2_match_context *mctx; /* match limits (read only while matching, shared) */
@@ -73,29 +72,53 @@ static inline uint64_t nc_tok_hash(const uint8_t *p, size_t n) {
   return (uint64_t)x ^ (uint64_t)(x >> 64);
 }
 
-/* Rank whose bytes are p[0..n), or NC_TOK_NO_RANK. */
-static inline uint32_t nc_tok_rank_of(const struct nc_tokenizer *t, const uint8_t *p, size_t n) {
-  if (n == 1) return t->byte_rank[p[0]];
-  if (n == 0 || n > t->max_len) return NC_TOK_NO_RANK;
-  uint64_t h = nc_tok_hash(p, n);
+/* Equality of two byte strings of the same length n (short ones without a call). */
+static inline int nc_tok_eq(const uint8_t *a, const uint8_t *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t x, y, u, v;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    memcpy(&u, a + n - 8, 8);
+    memcpy(&v, b + n - 8, 8);
+    return x == y && u == v;
+  }
+  if (n < 8) {
+    for (size_t i = 0; i < n; i++)
+      if (a[i] != b[i]) return 0;
+    return 1;
+  }
+  return memcmp(a, b, n) == 0;
+}
+
+/* Rank whose bytes are p[0..n) with hash h = nc_tok_hash(p, n), or NC_TOK_NO_RANK (n >= 2). */
+static inline uint32_t nc_tok_rank_of_h(const struct nc_tokenizer *t, const uint8_t *p, size_t n,
+                                        uint64_t h) {
+  if (n > t->max_len) return NC_TOK_NO_RANK;
   uint32_t tag = (uint32_t)(h >> 32);
   for (size_t i = (size_t)h & t->bmask;; i = (i + 1) & t->bmask) {
     const nc_tok_bslot *s = &t->bmap[i];
     if (s->rank == NC_TOK_NO_RANK) return NC_TOK_NO_RANK;
     if (s->tag == tag) {
       uint32_t a = t->off[s->rank], b = t->off[s->rank + 1];
-      if (b - a == n && memcmp(t->bytes + a, p, n) == 0) return s->rank;
+      if (b - a == n && nc_tok_eq(t->bytes + a, p, n)) return s->rank;
     }
   }
 }
 
+/* Rank whose bytes are p[0..n), or NC_TOK_NO_RANK. */
+static inline uint32_t nc_tok_rank_of(const struct nc_tokenizer *t, const uint8_t *p, size_t n) {
+  if (n == 1) return t->byte_rank[p[0]];
+  if (n == 0 || n > t->max_len) return NC_TOK_NO_RANK;
+  return nc_tok_rank_of_h(t, p, n, nc_tok_hash(p, n));
+}
+
 /* Rank of the concatenation of ranks l and r, or NC_TOK_NO_RANK. */
 static inline uint32_t nc_tok_pair(const struct nc_tokenizer *t, uint32_t l, uint32_t r) {
-  uint64_t key = ((uint64_t)l << 32) | r;
+  uint64_t key = ((uint64_t)l << 21) | r;
   for (size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> t->pshift);; i = (i + 1) & t->pmask) {
-    uint64_t k = t->pkey[i];
-    if (k == key) return t->pval[i];
-    if (k == UINT64_MAX) return NC_TOK_NO_RANK;
+    uint64_t s = t->pslot[i];
+    if ((s >> 21) == key) return (uint32_t)(s & ((1u << 21) - 1));
+    if (s == UINT64_MAX) return NC_TOK_NO_RANK;
   }
 }
 
@@ -108,13 +131,30 @@ int nc_tok__rewrite_pattern(const char *pat, nc_tok_dialect dialect, char **out,
 /* Compiles t->compiled_pattern into t->re (+ JIT). */
 int nc_tok__compile(struct nc_tokenizer *t, char *msg, size_t msglen);
 
-/* Per-call encoder state: PCRE2 match data and a growable scratch for long chunks. */
+/* Chunk cache of one encoder context: recent chunks with their ids, direct mapped by hash,
+ * 64-byte entries (256 KiB: stays in L2, while the rank map of a large vocabulary does not).
+ * Only chunks of 2..NC_TOK_CACHE_LEN bytes and <= NC_TOK_CACHE_IDS ids. Allocated lazily once
+ * a call has seen NC_TOK_CACHE_AFTER such chunks, so short calls never pay for it. */
+#define NC_TOK_CACHE_SLOTS 4096
+#define NC_TOK_CACHE_LEN 22
+#define NC_TOK_CACHE_IDS 8
+#define NC_TOK_CACHE_AFTER 256
+typedef struct nc_tok_centry {
+  uint64_t h;
+  uint8_t len, nids; /* len 0 = empty */
+  uint8_t bytes[NC_TOK_CACHE_LEN];
+  uint32_t ids[NC_TOK_CACHE_IDS];
+} nc_tok_centry;
+
+/* Per-call encoder state: PCRE2 match data, a growable scratch for long chunks, the cache. */
 typedef struct nc_tok_ctx {
   pcre2_match_data *md;
   pcre2_match_context *mctx;
   pcre2_jit_stack *jstack;
   uint32_t *scratch; /* growable: ids + NC_TOK_WORK of the longest chunk so far */
   size_t scratch_cap; /* words */
+  nc_tok_centry *cache;
+  size_t seen_chunks;
 } nc_tok_ctx;
 
 int nc_tok__ctx_init(const struct nc_tokenizer *t, nc_tok_ctx *c);

@@ -165,6 +165,7 @@ void nc_tok__ctx_free(nc_tok_ctx *c) {
   if (c->mctx) pcre2_match_context_free(c->mctx);
   if (c->jstack) pcre2_jit_stack_free(c->jstack);
   free(c->scratch);
+  free(c->cache);
   memset(c, 0, sizeof *c);
 }
 

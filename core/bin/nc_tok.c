@@ -87,9 +87,9 @@ static int parse_records(char *buf, size_t n, records *r) {
   return 0;
 }
 
-static double now_s(void) {
+static double clock_s(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -245,12 +245,13 @@ static int cmd_bench(nc_tokenizer *t, const records *r, int threads, int repeat)
   int32_t *ids = malloc(bytes * sizeof *ids);
   size_t *off = malloc((r->n + 1) * sizeof *off);
   if (!ids || !off) return 1;
-  double best = 1e30;
+  double best = 1e30, best_cpu = 1e30;
   long total = 0;
   for (int rep = 0; rep < repeat; rep++) {
-    double t0 = now_s();
+    double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     total = nc_tok_encode_batch(t, r->text, r->len, r->n, 0, threads, ids, bytes, off);
-    double dt = now_s() - t0;
+    double dt = clock_s(CLOCK_MONOTONIC) - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    if (dc < best_cpu) best_cpu = dc;
     if (total < 0) {
       fprintf(stderr, "nc_tok: bench: %s\n", nc_strerror((int)total));
       return 1;
@@ -264,8 +265,8 @@ static int cmd_bench(nc_tokenizer *t, const records *r, int threads, int repeat)
   }
   size_t text_bytes = bytes - r->n;
   printf("{\"impl\": \"nanochat-c\", \"threads\": %d, \"records\": %zu, \"bytes\": %zu, \"tokens\": %ld, "
-         "\"seconds\": %.4f, \"mb_per_s\": %.3f, \"hash\": %u}\n",
-         threads, r->n, text_bytes, total, best, (double)text_bytes / best / 1e6, h);
+         "\"seconds\": %.4f, \"mb_per_s\": %.3f, \"cpu_seconds\": %.4f, \"hash\": %u}\n",
+         threads, r->n, text_bytes, total, best, (double)text_bytes / best / 1e6, best_cpu, h);
   free(ids);
   free(off);
   return 0;
