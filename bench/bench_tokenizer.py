@@ -55,7 +55,7 @@ def main():
     same = js["hash"] == c1["hash"] == c2["hash"] and js["tokens"] == c1["tokens"] == c2["tokens"]
     out["encode"] = {
         "text": "Debian docs (anarchism FAQ, Python docs, perl pods, kernel docs, WordNet, fortunes, "
-                "Webster 1913), one record per source file, round robin",
+                "Webster 1913) in documents of <= 65,536 code points cut at blank lines, sources round robin",
         "bytes": nbytes, "records": c1["records"], "tokens": c1["tokens"], "ids_identical": same,
         "js_tiktoken_mb_s": round(js["mb_per_s"], 2), "nanochat_c_1t_mb_s": round(c1["mb_per_s"], 2),
         "nanochat_c_2t_mb_s": round(c2["mb_per_s"], 2),

@@ -182,53 +182,61 @@ static long parse_ids(const char *s, size_t n, int32_t **ids, size_t *cap) {
   return k;
 }
 
+/* Decodes one line of ids into *o (grown as needed); returns the byte count or -1. */
+static long decode_one(nc_tokenizer *t, const int32_t *ids, long k, int mode, char **o, size_t *ocap) {
+  long m;
+  if (mode == 2) {
+    /* one id at a time through the streaming decoder; 3 x raw bytes + 3 always suffice */
+    long raw = nc_tok_decode_bytes(t, ids, (size_t)k, NULL, 0);
+    if (raw < 0) {
+      fprintf(stderr, "nc_tok: stream: %s\n", nc_strerror((int)raw));
+      return -1;
+    }
+    if ((size_t)raw * 3 + 3 > *ocap) {
+      char *p = realloc(*o, (size_t)raw * 3 + 3);
+      if (!p) return -1;
+      *o = p;
+      *ocap = (size_t)raw * 3 + 3;
+    }
+    nc_tok_stream s;
+    nc_tok_stream_init(&s);
+    m = 0;
+    for (long j = 0; j < k; j++) {
+      long e = nc_tok_stream_push(t, &s, ids + j, 1, *o + m, *ocap - (size_t)m);
+      if (e < 0 || (size_t)(m + e) > *ocap) return -1;
+      m += e;
+    }
+    long e = nc_tok_stream_flush(&s, *o + m, *ocap - (size_t)m);
+    return e < 0 ? -1 : m + e;
+  }
+  for (;;) {
+    m = mode == 1 ? nc_tok_decode_bytes(t, ids, (size_t)k, *o, *ocap) : nc_tok_decode(t, ids, (size_t)k, *o, *ocap);
+    if (m < 0) {
+      fprintf(stderr, "nc_tok: decode: %s\n", nc_strerror((int)m));
+      return -1;
+    }
+    if ((size_t)m <= *ocap) return m;
+    char *p = realloc(*o, (size_t)m * 2);
+    if (!p) return -1;
+    *o = p;
+    *ocap = (size_t)m * 2;
+  }
+}
+
 static int cmd_decode(nc_tokenizer *t, char *buf, size_t len, FILE *out, int mode /*0 repl 1 raw 2 stream*/) {
   int32_t *ids = NULL;
-  size_t icap = 0, ocap = 1 << 16;
+  size_t icap = 0, ocap = 1 << 16, pos = 0;
   char *o = malloc(ocap);
-  size_t pos = 0;
-  while (pos < len) {
+  int status = o ? 0 : 1;
+  while (!status && pos < len) {
     const char *nl = memchr(buf + pos, '\n', len - pos);
     size_t n = nl ? (size_t)(nl - (buf + pos)) : len - pos;
     long k = parse_ids(buf + pos, n, &ids, &icap);
     pos += n + 1;
-    if (k < 0) return 1;
-    long m;
-    if (mode == 2) {
-      /* one id at a time through the streaming decoder; 3 x raw bytes + 3 always suffice */
-      long raw = nc_tok_decode_bytes(t, ids, (size_t)k, NULL, 0);
-      if (raw < 0) {
-        fprintf(stderr, "nc_tok: stream: %s\n", nc_strerror((int)raw));
-        return 1;
-      }
-      if ((size_t)raw * 3 + 3 > ocap) {
-        ocap = (size_t)raw * 3 + 3;
-        o = realloc(o, ocap);
-        if (!o) return 1;
-      }
-      nc_tok_stream s;
-      nc_tok_stream_init(&s);
-      m = 0;
-      for (long j = 0; j < k; j++) {
-        long e = nc_tok_stream_push(t, &s, ids + j, 1, o + m, ocap - (size_t)m);
-        if (e < 0 || (size_t)(m + e) > ocap) return 1;
-        m += e;
-      }
-      long e = nc_tok_stream_flush(&s, o + m, ocap - (size_t)m);
-      if (e < 0) return 1;
-      m += e;
-    } else {
-      for (;;) {
-        m = mode == 1 ? nc_tok_decode_bytes(t, ids, (size_t)k, o, ocap) : nc_tok_decode(t, ids, (size_t)k, o, ocap);
-        if (m < 0) {
-          fprintf(stderr, "nc_tok: decode: %s\n", nc_strerror((int)m));
-          return 1;
-        }
-        if ((size_t)m <= ocap) break;
-        ocap = (size_t)m * 2;
-        o = realloc(o, ocap);
-        if (!o) return 1;
-      }
+    long m = k < 0 ? -1 : decode_one(t, ids, k, mode, &o, &ocap);
+    if (m < 0) {
+      status = 1;
+      break;
     }
     fprintf(out, "%ld\n", m);
     fwrite(o, 1, (size_t)m, out);
@@ -236,7 +244,7 @@ static int cmd_decode(nc_tokenizer *t, char *buf, size_t len, FILE *out, int mod
   }
   free(ids);
   free(o);
-  return 0;
+  return status;
 }
 
 static int cmd_bench(nc_tokenizer *t, const records *r, int threads, int repeat) {
@@ -244,7 +252,11 @@ static int cmd_bench(nc_tokenizer *t, const records *r, int threads, int repeat)
   for (size_t i = 0; i < r->n; i++) bytes += r->len[i] + 1;
   int32_t *ids = malloc(bytes * sizeof *ids);
   size_t *off = malloc((r->n + 1) * sizeof *off);
-  if (!ids || !off) return 1;
+  if (!ids || !off) {
+    free(ids);
+    free(off);
+    return 1;
+  }
   double best = 1e30, best_cpu = 1e30;
   long total = 0;
   for (int rep = 0; rep < repeat; rep++) {
@@ -254,6 +266,8 @@ static int cmd_bench(nc_tokenizer *t, const records *r, int threads, int repeat)
     if (dc < best_cpu) best_cpu = dc;
     if (total < 0) {
       fprintf(stderr, "nc_tok: bench: %s\n", nc_strerror((int)total));
+      free(ids);
+      free(off);
       return 1;
     }
     if (dt < best) best = dt;
@@ -291,7 +305,7 @@ int main(int argc, char **argv) {
   } else if ((strcmp(cmd, "encode") == 0 || strcmp(cmd, "bench") == 0) && argc >= 4) {
     size_t n;
     char *buf = read_file(argv[3], &n);
-    records r;
+    records r = {NULL, NULL, 0};
     if (!buf || parse_records(buf, n, &r)) {
       fprintf(stderr, "nc_tok: %s: cannot read records\n", argv[3]);
       status = 1;
@@ -308,6 +322,8 @@ int main(int argc, char **argv) {
       const char *th = flag_value(argc, argv, "--threads"), *rp = flag_value(argc, argv, "--repeat");
       status = cmd_bench(t, &r, th ? atoi(th) : 1, rp ? atoi(rp) : 3);
     }
+    free(r.text);
+    free(r.len);
     free(buf);
   } else if ((strcmp(cmd, "decode") == 0 || strcmp(cmd, "stream") == 0) && argc >= 5) {
     size_t n;
