@@ -242,7 +242,7 @@ typedef struct trainer {
   size_t hn, hcap;
   /* pairs given positions in the current step */
   uint32_t *fresh;
-  size_t nfresh, cfresh;
+  uint32_t nfresh, cfresh;
   int oom;
 } trainer;
 
@@ -343,19 +343,23 @@ static uint32_t pair_get(trainer *T, uint32_t a, uint32_t b) {
   return idx;
 }
 
-static void pos_add(trainer *T, pinfo *p, uint32_t w) {
-  if (p->npos && p->pos[p->npos - 1] == w) return;
-  if (p->npos == p->cpos) {
-    uint32_t cap = p->cpos ? p->cpos * 2 : 4;
-    uint32_t *q = realloc(p->pos, (size_t)cap * sizeof *q);
+/* Appends x to a growable u32 array; sets T->oom on failure. */
+static void u32_push(trainer *T, uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x) {
+  if (*n == *cap) {
+    uint32_t c = *cap ? *cap * 2 : 4;
+    uint32_t *q = realloc(*v, (size_t)c * sizeof *q);
     if (!q) {
       T->oom = 1;
       return;
     }
-    p->pos = q;
-    p->cpos = cap;
+    *v = q;
+    *cap = c;
   }
-  p->pos[p->npos++] = w;
+  (*v)[(*n)++] = x;
+}
+
+static void pos_add(trainer *T, pinfo *p, uint32_t w) {
+  if (!p->npos || p->pos[p->npos - 1] != w) u32_push(T, &p->pos, &p->npos, &p->cpos, w);
 }
 
 /* Adds d to pair (x, y); for d > 0 also records word w and marks the pair fresh in `step`. */
@@ -368,17 +372,7 @@ static void delta(trainer *T, uint32_t x, uint32_t y, int64_t d, uint32_t w, int
   pos_add(T, p, w);
   if (p->step != step) {
     p->step = step;
-    if (T->nfresh == T->cfresh) {
-      size_t cap = T->cfresh ? T->cfresh * 2 : 256;
-      uint32_t *f = realloc(T->fresh, cap * sizeof *f);
-      if (!f) {
-        T->oom = 1;
-        return;
-      }
-      T->fresh = f;
-      T->cfresh = cap;
-    }
-    T->fresh[T->nfresh++] = q;
+    u32_push(T, &T->fresh, &T->nfresh, &T->cfresh, q);
   }
 }
 
@@ -463,7 +457,7 @@ static long run_merges(trainer *T, long n_merges, uint32_t (*merges)[2], const n
     for (uint32_t k = 0; k < npos; k++) merge_word(T, pos[k], top.a, top.b, z, done);
     free(pos);
     if (T->oom) return NC_ENOMEM;
-    for (size_t f = 0; f < T->nfresh; f++) {
+    for (uint32_t f = 0; f < T->nfresh; f++) {
       pinfo *p = &T->pairs[T->fresh[f]];
       if (p->count > 0) {
         hent e = {p->count, p->a, p->b, T->fresh[f]};

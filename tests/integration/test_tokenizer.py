@@ -151,19 +151,15 @@ class Setup(unittest.TestCase):
                 self.assertIn("no tokenizer loaded", cm.exception.details())
 
     def test_data_dir_default_file(self):
-        d = tempfile.mkdtemp(prefix="nc-int-tokdd-")
-        try:
+        with tempfile.TemporaryDirectory(prefix="nc-int-tokdd-") as d:
             os.makedirs(os.path.join(d, "data", "tokenizer"))
             shutil.copy(TOKFILE, os.path.join(d, "data", "tokenizer", "tokenizer.txt"))
             with Server(data_dir=os.path.join(d, "data")) as srv:
                 r = srv.stub("Tokenizer").Encode(tokenizer_pb2.EncodeRequest(text="hi", prepend_bos=True), timeout=10)
                 self.assertEqual(list(r.tokens), [BOS] + c_encode("hi"))
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
 
     def test_bad_tokenizer_file_refuses_to_start(self):
-        d = tempfile.mkdtemp(prefix="nc-int-tokbad-")
-        try:
+        with tempfile.TemporaryDirectory(prefix="nc-int-tokbad-") as d:
             bad = os.path.join(d, "bad.txt")
             with open(bad, "w") as f:
                 f.write("#nanochat-tokenizer 1\nnot a rank line\n")
@@ -173,13 +169,10 @@ class Setup(unittest.TestCase):
                 self.assertEqual(p.returncode, 1, p.stderr)
                 self.assertIn(b"tokenizer", p.stderr)
                 self.assertIn(what.encode(), p.stderr)
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
 
     def test_decoded_text_cap(self):
         # 262144 ids of a 64-byte token decode to 16 MiB: over the 8 MiB cap
-        d = tempfile.mkdtemp(prefix="nc-int-tokcap-")
-        try:
+        with tempfile.TemporaryDirectory(prefix="nc-int-tokcap-") as d:
             path = os.path.join(d, "wide.txt")
             with open(path, "w") as f:
                 f.write("#nanochat-tokenizer 1\n")
@@ -194,8 +187,6 @@ class Setup(unittest.TestCase):
                     stub.Decode(tokenizer_pb2.DecodeRequest(tokens=[256] * 262144), timeout=30)
                 self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
                 self.assertIn("tokens", cm.exception.details())
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -238,17 +238,10 @@ TEST(TokEncode, SpecialsOnlyWhenAsked) {
 }
 
 TEST(TokEncode, LeftmostLongestSpecial) {
-  static uint8_t bytes[256];
-  for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)i;
-  std::vector<const uint8_t *> toks;
-  std::vector<uint32_t> lens;
-  for (int i = 0; i < 256; i++) {
-    toks.push_back(bytes + i);
-    lens.push_back(1);
-  }
+  Ranks r;
   nc_tok_special sp[] = {{"<a>", 3, 300}, {"<a>b", 4, 301}, {"b<", 2, 302}};
   nc_tokenizer *t = nullptr;
-  ASSERT_EQ(nc_tok_create(nullptr, NC_TOK_DIALECT_RUST, toks.data(), lens.data(), 256, sp, 3, &t, nullptr, 0), NC_OK);
+  ASSERT_EQ(nc_tok_create(nullptr, NC_TOK_DIALECT_RUST, r.toks.data(), r.lens.data(), 256, sp, 3, &t, nullptr, 0), NC_OK);
   EXPECT_EQ(nc_tok_vocab_size(t), 302 + 1);
   EXPECT_EQ(enc(t, "x<a>b<a>", NC_TOK_ALLOW_SPECIAL), (V{'x', 301, 300}));
   EXPECT_EQ(nc_tok_encode(t, "x", 1, NC_TOK_PREPEND_BOS, nullptr, 0), NC_ENOTFOUND);
@@ -469,18 +462,16 @@ TEST(TokDecode, TokenBytes) {
 // ---- creation and files -----------------------------------------------------------------------
 
 TEST(TokCreate, BadInput) {
-  static uint8_t bytes[256];
-  for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)i;
-  std::vector<const uint8_t *> toks(300);
-  std::vector<uint32_t> lens(300, 1);
-  for (int i = 0; i < 300; i++) toks[i] = bytes + (i % 256);
+  Ranks r;
+  std::vector<const uint8_t *> &toks = r.toks;
+  std::vector<uint32_t> &lens = r.lens;
   nc_tokenizer *t = nullptr;
   char msg[256];
   EXPECT_EQ(nc_tok_create(nullptr, NC_TOK_DIALECT_RUST, toks.data(), lens.data(), 255, nullptr, 0, &t, msg, sizeof msg), NC_EINVAL);
-  toks[65] = bytes + 66;  // byte 'A' missing
+  toks[65] = toks[66];  // byte 'A' missing
   EXPECT_EQ(nc_tok_create(nullptr, NC_TOK_DIALECT_RUST, toks.data(), lens.data(), 256, nullptr, 0, &t, msg, sizeof msg), NC_EINVAL);
   EXPECT_NE(std::string(msg).find("0x41"), std::string::npos) << msg;
-  toks[65] = bytes + 65;
+  toks[65] = toks[64] + 1;
   lens[10] = 0;
   EXPECT_EQ(nc_tok_create(nullptr, NC_TOK_DIALECT_RUST, toks.data(), lens.data(), 256, nullptr, 0, &t, msg, sizeof msg), NC_EINVAL);
   lens[10] = 1;

@@ -27,31 +27,38 @@ inline std::string shakespeare() {
   return s;
 }
 
-// A tokenizer with the 256 bytes as ranks 0..255 (identity) plus `extra` tokens (ranks 256..),
-// the given pattern (NULL = nanochat) and nanochat's specials after the ranks (when `specials`).
-inline nc_tokenizer *make_tok(const std::vector<std::string> &extra, const char *pattern = nullptr,
-                              bool specials = true, nc_tok_dialect d = NC_TOK_DIALECT_RUST) {
-  static uint8_t bytes[256];
-  for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)i;
+// Ranks 0..255 = the single bytes (identity), then `extra`; pointers stay valid while `extra` does.
+struct Ranks {
   std::vector<const uint8_t *> toks;
   std::vector<uint32_t> lens;
-  for (int i = 0; i < 256; i++) {
-    toks.push_back(bytes + i);
-    lens.push_back(1);
+  explicit Ranks(const std::vector<std::string> &extra = {}) {
+    static uint8_t bytes[256];
+    for (int i = 0; i < 256; i++) {
+      bytes[i] = (uint8_t)i;
+      toks.push_back(bytes + i);
+      lens.push_back(1);
+    }
+    for (auto &e : extra) {
+      toks.push_back((const uint8_t *)e.data());
+      lens.push_back((uint32_t)e.size());
+    }
   }
-  for (auto &e : extra) {
-    toks.push_back((const uint8_t *)e.data());
-    lens.push_back((uint32_t)e.size());
-  }
+  int32_t n() const { return (int32_t)toks.size(); }
+};
+
+// A tokenizer of Ranks(extra) with the given pattern (NULL = nanochat) and nanochat's specials
+// after the ranks (when `specials`).
+inline nc_tokenizer *make_tok(const std::vector<std::string> &extra, const char *pattern = nullptr,
+                              bool specials = true, nc_tok_dialect d = NC_TOK_DIALECT_RUST) {
+  Ranks r(extra);
   std::vector<nc_tok_special> sp;
   if (specials)
     for (int i = 0; i < NC_TOK_N_SPECIALS_NANOCHAT; i++)
-      sp.push_back({NC_TOK_SPECIALS_NANOCHAT[i], strlen(NC_TOK_SPECIALS_NANOCHAT[i]),
-                    (int32_t)(toks.size() + i)});
+      sp.push_back({NC_TOK_SPECIALS_NANOCHAT[i], strlen(NC_TOK_SPECIALS_NANOCHAT[i]), r.n() + i});
   nc_tokenizer *t = nullptr;
   char msg[256];
-  int rc = nc_tok_create(pattern, d, toks.data(), lens.data(), (int32_t)toks.size(), sp.data(),
-                         (int)sp.size(), &t, msg, sizeof msg);
+  int rc = nc_tok_create(pattern, d, r.toks.data(), r.lens.data(), r.n(), sp.data(), (int)sp.size(), &t,
+                         msg, sizeof msg);
   EXPECT_EQ(rc, NC_OK) << msg;
   return t;
 }
