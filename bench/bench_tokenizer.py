@@ -60,6 +60,9 @@ def main():
         "js_tiktoken_mb_s": round(js["mb_per_s"], 2), "nanochat_c_1t_mb_s": round(c1["mb_per_s"], 2),
         "nanochat_c_2t_mb_s": round(c2["mb_per_s"], 2),
         "speedup_1t": round(c1["mb_per_s"] / js["mb_per_s"], 1), "speedup_2t": round(c2["mb_per_s"] / js["mb_per_s"], 1),
+        # CPU time (process, all threads): less sensitive to other load on a shared machine
+        "js_tiktoken_cpu_s": round(js["cpu_seconds"], 2), "nanochat_c_1t_cpu_s": round(c1["cpu_seconds"], 3),
+        "cpu_speedup_1t": round(js["cpu_seconds"] / c1["cpu_seconds"], 1),
         "js": js, "c_1t": c1, "c_2t": c2,
     }
     if not a.skip_train:
