@@ -33,6 +33,17 @@ struct nc_corpus {
   uint64_t bad_lines;
 };
 
+int nc_corpus_resolve(const char *data_dir, const char *name, char *out, size_t cap) {
+  int n;
+  if (!name || !name[0]) {
+    n = snprintf(out, cap, "%s/corpus", data_dir);
+  } else {
+    if (strchr(name, '/') || name[0] == '.') return NC_EINVAL;
+    n = snprintf(out, cap, "%s/datasets/%s", data_dir, name);
+  }
+  return n < 0 || (size_t)n >= cap ? NC_EINVAL : NC_OK;
+}
+
 static int errf(char *err, size_t errlen, int code, const char *fmt, const char *a, const char *b) {
   if (err && errlen) snprintf(err, errlen, fmt, a, b);
   return code;

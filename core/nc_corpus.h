@@ -38,6 +38,12 @@ extern "C" {
 
 typedef struct nc_corpus nc_corpus;
 
+/* Where a dataset lives under nanochatd's data dir: "" or NULL = the default corpus
+ * <data_dir>/corpus (built by scripts/build-corpus); a name (identifier syntax, checked by the
+ * caller) = <data_dir>/datasets/<name>. Writes the path into out[cap]; NC_OK, NC_EINVAL (too
+ * long, or a name with '/' or a leading '.'). */
+int nc_corpus_resolve(const char *data_dir, const char *name, char *out, size_t cap);
+
 typedef struct nc_corpus_opts {
   const char *dir;          /* corpus or user directory (required) */
   const char *split;        /* "train" (default when NULL) or "val" */

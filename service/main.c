@@ -24,7 +24,7 @@
 #include "nc_sandbox.h"
 #include "nc_server.h"
 #include "nc_store.h"
-#include "nc_tokenizer.h"
+#include "nc_tokref.h"
 
 #define NANOCHATD_VERSION "0.1.0"
 
@@ -129,23 +129,20 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  /* tokenizer: --tokenizer FILE must load; else <data-dir>/tokenizer/tokenizer.txt if present */
-  nc_tokenizer *tokenizer = NULL;
+  /* tokenizer: --tokenizer FILE must load; else <data-dir>/tokenizer/tokenizer.txt when it
+   * exists (now or later: a Train.Tokenizer job writes it; the holder picks up new files) */
+  nc_tokholder *tokenizers = NULL;
   {
     char tpath[NC_CONFIG_STR + 32];
-    struct stat tst;
     if (cfg.tokenizer[0]) snprintf(tpath, sizeof tpath, "%s", cfg.tokenizer);
     else snprintf(tpath, sizeof tpath, "%s/tokenizer/tokenizer.txt", cfg.data_dir);
-    if (cfg.tokenizer[0] || stat(tpath, &tst) == 0) {
-      rc = nc_tok_load(tpath, NULL, -1, &tokenizer, err, sizeof err);
-      if (rc != NC_OK) {
-        fprintf(stderr, "nanochatd: cannot load the tokenizer: %s\n", err);
-        return 1;
-      }
-      nc_log(NC_LOG_INFO, "tokenizer: %s (vocabulary %d)", tpath, (int)nc_tok_vocab_size(tokenizer));
-    } else {
-      nc_log(NC_LOG_INFO, "tokenizer: none (Tokenizer.* answer FAILED_PRECONDITION)");
+    rc = nc_tokholder_create(tpath, cfg.tokenizer[0] != 0, 1000, &tokenizers, err, sizeof err);
+    if (rc != NC_OK) {
+      fprintf(stderr, "nanochatd: cannot load the tokenizer: %s\n", err);
+      return 1;
     }
+    if (!nc_tokholder_generation(tokenizers))
+      nc_log(NC_LOG_INFO, "tokenizer: none yet at %s (Tokenizer.* answer FAILED_PRECONDITION)", tpath);
   }
 
   /* store */
@@ -163,14 +160,16 @@ int main(int argc, char **argv) {
   }
 
   /* job manager */
-  char bindir[PATH_MAX], testjob[PATH_MAX + 32];
+  char bindir[PATH_MAX], testjob[PATH_MAX + 32], tokjob[PATH_MAX + 32];
   exe_dir(bindir, sizeof bindir);
   snprintf(testjob, sizeof testjob, "%s/nanochat-testjob", bindir);
+  snprintf(tokjob, sizeof tokjob, "%s/nanochat-tokenizer-job", bindir);
   nc_jobs_opts jo;
   memset(&jo, 0, sizeof jo);
   jo.store = store;
   jo.data_dir = cfg.data_dir;
   if (cfg.enable_test_jobs) jo.exe[NANOCHAT__V1__JOB_KIND__JOB_TEST] = testjob;
+  jo.exe[NANOCHAT__V1__JOB_KIND__JOB_TOKENIZER] = tokjob;
   nc_jobs *jobs = NULL;
   rc = nc_jobs_start(&jo, &jobs);
   if (rc != NC_OK) {
@@ -208,7 +207,7 @@ int main(int argc, char **argv) {
   app.store = store;
   app.jobs = jobs;
   app.sandbox = sandbox;
-  app.tokenizer = tokenizer;
+  app.tokenizers = tokenizers;
   app.sandbox_level = sandbox_level;
   app.job_counts = job_counts;
   app.jobs_arg = jobs;
@@ -257,7 +256,7 @@ int main(int argc, char **argv) {
   nc_jobs_free(jobs);
   nc_store_close(store);
   nc_sandbox_free(sandbox);
-  nc_tok_free(tokenizer);
+  nc_tokholder_free(tokenizers);
   nc_health_free(health);
   nc_log(NC_LOG_INFO, "stopped");
   return 0;

@@ -23,7 +23,7 @@ struct nc_health;
 struct nc_store;   /* LMDB store (service/nc_store.h) */
 struct nc_jobs;    /* job manager (service/nc_jobs.h) */
 struct nc_sandbox; /* code sandbox (core/nc_sandbox.h) */
-struct nc_tokenizer; /* BPE tokenizer (core/nc_tokenizer.h) */
+struct nc_tokholder; /* the server's tokenizer, hot-reloaded (service/nc_tokref.h) */
 
 /* A snapshot of the served model (copied out, so no lifetime ties to the engine). */
 typedef struct nc_model_info {
@@ -63,7 +63,7 @@ typedef struct nc_app {
   struct nc_jobs *jobs;      /* NULL until the job manager is wired */
   struct nc_sandbox *sandbox;/* Tools.Execute; NULL = tools disabled */
   /* Tokenizer.Encode/Decode (immutable, thread-safe); NULL = none loaded (FAILED_PRECONDITION) */
-  const struct nc_tokenizer *tokenizer;
+  struct nc_tokholder *tokenizers;  /* never NULL while serving; may hold no tokenizer yet */
   nc_model_hooks model;
   /* Health.Check sandbox_level: a string that stays valid while the server runs, e.g.
    * "ns+seccomp+rlimits+uid" or "unavailable: <why>". NULL hook: reported as

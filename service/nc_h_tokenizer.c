@@ -1,5 +1,5 @@
 /* nc_h_tokenizer.c — Tokenizer.Encode and Tokenizer.Decode with the server's tokenizer
- * (nc_app.tokenizer, loaded at startup by main.c; core/nc_tokenizer.h).
+ * (nc_app.tokenizers: shared and hot-reloaded, service/nc_tokref.h; core/nc_tokenizer.h).
  *
  * Both answer inline on the completion-queue thread: the gate has capped the request at
  * 1 MiB, which encodes in a few tens of milliseconds. User text is encoded as ordinary text
@@ -19,6 +19,7 @@
 #include "nc_call.h"
 #include "nc_err.h"
 #include "nc_tokenizer.h"
+#include "nc_tokref.h"
 
 #define NC_DECODE_MAX_BYTES (8u << 20)
 
@@ -29,10 +30,8 @@ static int encode_err(nc_call *c, int rc, const char *field) {
   return nc_call_finish(c, rc, "%s: %s", field, nc_strerror(rc));
 }
 
-int nc_h_tokenizer_encode(nc_call *c, const ProtobufCMessage *req) {
+static int encode_with(nc_call *c, const ProtobufCMessage *req, const nc_tokenizer *t) {
   const Nanochat__V1__EncodeRequest *r = (const void *)req;
-  const nc_tokenizer *t = nc_call_app(c)->tokenizer;
-  if (!t) return nc_call_finish(c, NC_ESTATE, "no tokenizer loaded");
   if (r->text && r->n_texts) return nc_call_finish(c, NC_EINVAL, "text, texts: set one of them, not both");
   int flags = (r->has_allow_special && r->allow_special ? NC_TOK_ALLOW_SPECIAL : 0) |
               (r->has_prepend_bos && r->prepend_bos ? NC_TOK_PREPEND_BOS : 0);
@@ -105,10 +104,8 @@ done:
   return rc;
 }
 
-int nc_h_tokenizer_decode(nc_call *c, const ProtobufCMessage *req) {
+static int decode_with(nc_call *c, const ProtobufCMessage *req, const nc_tokenizer *t) {
   const Nanochat__V1__DecodeRequest *r = (const void *)req;
-  const nc_tokenizer *t = nc_call_app(c)->tokenizer;
-  if (!t) return nc_call_finish(c, NC_ESTATE, "no tokenizer loaded");
   int32_t vocab = nc_tok_vocab_size(t);
   for (size_t i = 0; i < r->n_tokens; i++) {
     size_t len;
@@ -137,4 +134,24 @@ int nc_h_tokenizer_decode(nc_call *c, const ProtobufCMessage *req) {
   int rc = nc_call_reply(c, &resp.base);
   free(text);
   return rc;
+}
+
+/* The handlers hold a reference on the current tokenizer for the whole call, so a tokenizer
+ * swapped in meanwhile (a finished Train.Tokenizer job) never changes under a running call. */
+typedef int (*tok_fn)(nc_call *c, const ProtobufCMessage *req, const nc_tokenizer *t);
+
+static int with_tokenizer(nc_call *c, const ProtobufCMessage *req, tok_fn fn) {
+  nc_tokref *ref = nc_tokref_get(nc_call_app(c)->tokenizers);
+  if (!ref) return nc_call_finish(c, NC_ESTATE, "no tokenizer loaded");
+  int rc = fn(c, req, nc_tokref_tok(ref));
+  nc_tokref_put(ref);
+  return rc;
+}
+
+int nc_h_tokenizer_encode(nc_call *c, const ProtobufCMessage *req) {
+  return with_tokenizer(c, req, encode_with);
+}
+
+int nc_h_tokenizer_decode(nc_call *c, const ProtobufCMessage *req) {
+  return with_tokenizer(c, req, decode_with);
 }
