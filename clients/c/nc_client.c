@@ -208,6 +208,72 @@ static int check_args(nc_client *cl, const char *method, const ProtobufCMessage 
   return NCC_OK;
 }
 
+/* The four ops that open every call: initial metadata (with the token), the request,
+ * half-close, and the server's initial metadata. */
+typedef struct {
+  grpc_metadata md;
+  grpc_metadata_array init_md;
+} opening;
+
+static void opening_ops(nc_client *cl, opening *o, grpc_byte_buffer *send, grpc_op ops[4]) {
+  memset(o, 0, sizeof *o);
+  if (cl->auth) {
+    o->md.key = grpc_slice_from_static_string("authorization");
+    o->md.value = grpc_slice_from_copied_string(cl->auth);
+  }
+  grpc_metadata_array_init(&o->init_md);
+  memset(ops, 0, 4 * sizeof *ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = cl->auth ? 1 : 0;
+  ops[0].data.send_initial_metadata.metadata = cl->auth ? &o->md : NULL;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &o->init_md;
+}
+
+static void opening_free(nc_client *cl, opening *o) {
+  grpc_metadata_array_destroy(&o->init_md);
+  if (cl->auth) grpc_slice_unref(o->md.value);
+}
+
+/* The op that receives the final status. */
+typedef struct {
+  grpc_metadata_array trail_md;
+  grpc_status_code status;
+  grpc_slice details;
+  const char *error_string;
+} closing;
+
+static void closing_op(closing *c, grpc_op *op) {
+  grpc_metadata_array_init(&c->trail_md);
+  c->status = GRPC_STATUS_UNKNOWN;
+  c->details = grpc_empty_slice();
+  c->error_string = NULL;
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  op->data.recv_status_on_client.trailing_metadata = &c->trail_md;
+  op->data.recv_status_on_client.status = &c->status;
+  op->data.recv_status_on_client.status_details = &c->details;
+  op->data.recv_status_on_client.error_string = &c->error_string;
+}
+
+/* Fills err from the received status (ok: the batch completed); frees what closing holds. */
+static int closing_done(closing *c, int ok, nc_client_error *err) {
+  int rc;
+  if (!ok)
+    rc = set_err(err, NCC_INTERNAL, "call could not be completed");
+  else if (c->status != GRPC_STATUS_OK)
+    rc = set_err_slice(err, (int)c->status, c->details);
+  else
+    rc = set_err(err, NCC_OK, NULL);
+  grpc_slice_unref(c->details);
+  if (c->error_string) gpr_free((void *)c->error_string);
+  grpc_metadata_array_destroy(&c->trail_md);
+  return rc;
+}
+
 int nc_client_unary(nc_client *cl, const char *method, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                     int64_t timeout_ms, nc_client_error *err) {
@@ -218,55 +284,29 @@ int nc_client_unary(nc_client *cl, const char *method, const ProtobufCMessage *r
   if (!send) return err ? err->code : NCC_INVALID_ARGUMENT;
   grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
   grpc_call *call = new_call(cl, method, cq, timeout_ms == 0 ? cl->timeout_ms : timeout_ms);
-  grpc_metadata md;
-  memset(&md, 0, sizeof md);
-  if (cl->auth) {
-    md.key = grpc_slice_from_static_string("authorization");
-    md.value = grpc_slice_from_copied_string(cl->auth);
-  }
-  grpc_metadata_array init_md, trail_md;
-  grpc_metadata_array_init(&init_md);
-  grpc_metadata_array_init(&trail_md);
-  grpc_byte_buffer *recv = NULL;
-  grpc_status_code status = GRPC_STATUS_UNKNOWN;
-  grpc_slice details = grpc_empty_slice();
-  const char *error_string = NULL;
   grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = cl->auth ? 1 : 0;
-  ops[0].data.send_initial_metadata.metadata = cl->auth ? &md : NULL;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+  opening o;
+  closing c;
+  grpc_byte_buffer *recv = NULL;
+  opening_ops(cl, &o, send, ops);
+  memset(&ops[4], 0, sizeof ops[4]);
   ops[4].op = GRPC_OP_RECV_MESSAGE;
   ops[4].data.recv_message.recv_message = &recv;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &trail_md;
-  ops[5].data.recv_status_on_client.status = &status;
-  ops[5].data.recv_status_on_client.status_details = &details;
-  ops[5].data.recv_status_on_client.error_string = &error_string;
+  closing_op(&c, &ops[5]);
   void *tag = (void *)1;
-  if (grpc_call_start_batch(call, ops, 6, tag, NULL) != GRPC_CALL_OK || !wait_batch(cq, tag)) {
-    rc = set_err(err, NCC_INTERNAL, "call could not be started");
-  } else if (status != GRPC_STATUS_OK) {
-    rc = set_err_slice(err, (int)status, details);
-  } else if (!recv) {
-    rc = set_err(err, NCC_INTERNAL, "OK status without a response message");
-  } else {
-    rc = unpack(recv, resp_desc, resp, err);
-    recv = NULL;
-    if (rc == NCC_OK) set_err(err, NCC_OK, NULL);
+  int ok = grpc_call_start_batch(call, ops, 6, tag, NULL) == GRPC_CALL_OK && wait_batch(cq, tag);
+  rc = closing_done(&c, ok, err);
+  if (rc == NCC_OK) {
+    if (!recv) {
+      rc = set_err(err, NCC_INTERNAL, "OK status without a response message");
+    } else {
+      rc = unpack(recv, resp_desc, resp, err);
+      recv = NULL;
+    }
   }
   if (recv) grpc_byte_buffer_destroy(recv);
   grpc_byte_buffer_destroy(send);
-  grpc_slice_unref(details);
-  if (error_string) gpr_free((void *)error_string);
-  grpc_metadata_array_destroy(&init_md);
-  grpc_metadata_array_destroy(&trail_md);
-  if (cl->auth) grpc_slice_unref(md.value);
+  opening_free(cl, &o);
   grpc_call_unref(call);
   cq_destroy(cq);
   return rc;
@@ -288,60 +328,26 @@ int nc_client_stream_open(nc_client *cl, const char *method, const ProtobufCMess
   s->desc = resp_desc;
   s->cq = grpc_completion_queue_create_for_next(NULL);
   s->call = new_call(cl, method, s->cq, timeout_ms);
-  grpc_metadata md;
-  memset(&md, 0, sizeof md);
-  if (cl->auth) {
-    md.key = grpc_slice_from_static_string("authorization");
-    md.value = grpc_slice_from_copied_string(cl->auth);
-  }
-  grpc_metadata_array init_md;
-  grpc_metadata_array_init(&init_md);
   grpc_op ops[4];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = cl->auth ? 1 : 0;
-  ops[0].data.send_initial_metadata.metadata = cl->auth ? &md : NULL;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+  opening o;
+  opening_ops(cl, &o, send, ops);
   void *tag = (void *)1;
-  int ok = grpc_call_start_batch(s->call, ops, 4, tag, NULL) == GRPC_CALL_OK && wait_batch(s->cq, tag);
+  /* a failed start (e.g. unreachable server) shows in the status the first stream_next gets */
+  if (grpc_call_start_batch(s->call, ops, 4, tag, NULL) == GRPC_CALL_OK) wait_batch(s->cq, tag);
   grpc_byte_buffer_destroy(send);
-  grpc_metadata_array_destroy(&init_md);
-  if (cl->auth) grpc_slice_unref(md.value);
-  /* !ok: the call failed before any reply (e.g. unreachable); the first stream_next
-   * returns the status that says why */
-  (void)ok;
+  opening_free(cl, &o);
   *out = s;
   return set_err(err, NCC_OK, NULL);
 }
 
 /* Receives the final status into s->final. */
 static void finish(nc_client_stream *s) {
-  grpc_metadata_array trail_md;
-  grpc_metadata_array_init(&trail_md);
-  grpc_status_code status = GRPC_STATUS_UNKNOWN;
-  grpc_slice details = grpc_empty_slice();
-  const char *error_string = NULL;
   grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  op.data.recv_status_on_client.trailing_metadata = &trail_md;
-  op.data.recv_status_on_client.status = &status;
-  op.data.recv_status_on_client.status_details = &details;
-  op.data.recv_status_on_client.error_string = &error_string;
+  closing c;
+  closing_op(&c, &op);
   void *tag = (void *)3;
-  if (grpc_call_start_batch(s->call, &op, 1, tag, NULL) != GRPC_CALL_OK || !wait_batch(s->cq, tag))
-    set_err(&s->final, NCC_INTERNAL, "status could not be received");
-  else if (status == GRPC_STATUS_OK)
-    set_err(&s->final, NCC_OK, NULL);
-  else
-    set_err_slice(&s->final, (int)status, details);
-  grpc_slice_unref(details);
-  if (error_string) gpr_free((void *)error_string);
-  grpc_metadata_array_destroy(&trail_md);
+  int ok = grpc_call_start_batch(s->call, &op, 1, tag, NULL) == GRPC_CALL_OK && wait_batch(s->cq, tag);
+  closing_done(&c, ok, &s->final);
   s->done = 1;
 }
 

@@ -37,6 +37,15 @@ void Free(T *m) {
   if (m) protobuf_c_message_free_unpacked(&m->base, nullptr);
 }
 
+// Reads s to its end, dropping the messages; returns the code it ended with.
+int Drain(nc_client_stream *s, nc_client_error *err) {
+  ProtobufCMessage *m = nullptr;
+  int rc;
+  while ((rc = nc_client_stream_next(s, &m, err)) == NCC_OK && m)
+    protobuf_c_message_free_unpacked(m, nullptr);
+  return rc;
+}
+
 nc_client_job StartTestJob(nc_client *cl, int steps, int step_ms) {
   Nanochat__V1__TestJobRequest rq = NANOCHAT__V1__TEST_JOB_REQUEST__INIT;
   rq.has_steps = 1;
@@ -232,11 +241,8 @@ TEST(CClient, CancelDeadlineAndStreamCancel) {
   // a deadline on the follow stream
   nc_client_stream *s = nullptr;
   ASSERT_EQ(nc_client_job_progress(c.cl, job.id, 1, 1, 300, &s, &err), NCC_OK);
+  EXPECT_EQ(Drain(s, &err), NCC_DEADLINE_EXCEEDED);
   ProtobufCMessage *m = nullptr;
-  int rc;
-  while ((rc = nc_client_stream_next(s, &m, &err)) == NCC_OK && m)
-    protobuf_c_message_free_unpacked(m, nullptr);
-  EXPECT_EQ(rc, NCC_DEADLINE_EXCEEDED);
   EXPECT_EQ(nc_client_stream_next(s, &m, &err), NCC_DEADLINE_EXCEEDED);  // sticky
   nc_client_stream_free(s);
   EXPECT_EQ(nc_client_job_wait(c.cl, job.id, 200, nullptr, &err), NCC_DEADLINE_EXCEEDED);
@@ -248,8 +254,7 @@ TEST(CClient, CancelDeadlineAndStreamCancel) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     nc_client_stream_cancel(s);
   });
-  while ((rc = nc_client_stream_next(s, &m, &err)) == NCC_OK && m)
-    protobuf_c_message_free_unpacked(m, nullptr);
+  int rc = Drain(s, &err);
   t.join();
   EXPECT_EQ(rc, NCC_CANCELLED);
   nc_client_stream_free(s);

@@ -53,7 +53,7 @@ def make_client(a):
 
 
 # -- commands -----------------------------------------------------------------------------------
-def cmd_health(c, a, out):
+def cmd_health(c, a, out, err):
     h = c.health()
     serving = c.serving()
     if a.json:
@@ -77,7 +77,7 @@ def status_once(c, out):
     out.flush()
 
 
-def cmd_status(c, a, out):
+def cmd_status(c, a, out, err):
     if a.json:
         views.dump_json(out, {"health": views.to_json(c.health()),
                               "model": views.to_json(c.model_status()),
@@ -99,34 +99,29 @@ def cmd_status(c, a, out):
         return 0
 
 
-def cmd_jobs(c, a, out):
-    jobs = c.jobs(limit=a.limit)
+def emit(a, out, obj, text):
+    """obj as JSON with --json, else text(obj)."""
     if a.json:
-        views.dump_json(out, jobs)
+        views.dump_json(out, obj)
     else:
-        out.write(views.jobs_text(jobs))
+        out.write(text(obj))
     return 0
 
 
-def cmd_checkpoints(c, a, out):
-    cks = c.checkpoints(phase=a.phase, tag=a.tag, verify=a.verify)
-    if a.json:
-        views.dump_json(out, cks)
-    else:
-        out.write(views.checkpoints_text(cks))
-    return 0
+def cmd_jobs(c, a, out, err):
+    return emit(a, out, c.jobs(limit=a.limit), views.jobs_text)
 
 
-def cmd_history(c, a, out):
-    r = c.history(session_id=a.session, page_size=a.limit)
-    if a.json:
-        views.dump_json(out, r)
-    else:
-        out.write(views.history_text(r))
-    return 0
+def cmd_checkpoints(c, a, out, err):
+    return emit(a, out, c.checkpoints(phase=a.phase, tag=a.tag, verify=a.verify),
+                views.checkpoints_text)
 
 
-def cmd_methods(c, a, out):
+def cmd_history(c, a, out, err):
+    return emit(a, out, c.history(session_id=a.session, page_size=a.limit), views.history_text)
+
+
+def cmd_methods(c, a, out, err):
     rows = []
     for m in nc.all_methods().values():
         o = m.options
@@ -136,7 +131,7 @@ def cmd_methods(c, a, out):
     return 0
 
 
-def cmd_cancel(c, a, out):
+def cmd_cancel(c, a, out, err):
     info = c.job(a.job).cancel()
     out.write("cancel requested: job %s is %s\n" % (info.job_id, nc.state_name(info.state)))
     return 0
@@ -226,6 +221,12 @@ def cmd_chat(c, a, out, err):
     return repl(conv, out, err)
 
 
+COMMANDS = {"health": cmd_health, "status": cmd_status, "jobs": cmd_jobs,
+            "checkpoints": cmd_checkpoints, "history": cmd_history, "methods": cmd_methods,
+            "cancel": cmd_cancel, "watch": cmd_watch, "train": cmd_start, "eval": cmd_start,
+            "chat": cmd_chat}
+
+
 # -- argument parsing ---------------------------------------------------------------------------
 def add_common(p, suppress):
     """Connection and output options; accepted before and after the command."""
@@ -308,26 +309,7 @@ def main(argv=None, out=None, err=None):
     a = parser().parse_args(argv)
     try:
         with make_client(a) as c:
-            if a.cmd == "health":
-                return cmd_health(c, a, out)
-            if a.cmd == "status":
-                return cmd_status(c, a, out)
-            if a.cmd == "jobs":
-                return cmd_jobs(c, a, out)
-            if a.cmd == "checkpoints":
-                return cmd_checkpoints(c, a, out)
-            if a.cmd == "history":
-                return cmd_history(c, a, out)
-            if a.cmd == "methods":
-                return cmd_methods(c, a, out)
-            if a.cmd == "cancel":
-                return cmd_cancel(c, a, out)
-            if a.cmd == "watch":
-                return cmd_watch(c, a, out, err)
-            if a.cmd in ("train", "eval"):
-                return cmd_start(c, a, out, err)
-            if a.cmd == "chat":
-                return cmd_chat(c, a, out, err)
+            return COMMANDS[a.cmd](c, a, out, err)
     except nc.NanochatError as e:
         out.flush()
         err.write("nanochat: error: %s\n" % e)
@@ -338,4 +320,3 @@ def main(argv=None, out=None, err=None):
     except OSError as e:
         err.write("nanochat: error: %s\n" % e)
         return 1
-    return 2

@@ -259,7 +259,11 @@ func (c *Client) Execute(ctx context.Context, req *pb.ExecuteRequest) (*pb.Execu
 	return r, wrap(err)
 }
 
-func (c *Client) job(ref *pb.JobRef, err error) (*Job, error) {
+// start calls a job starter with the client's timeout and wraps its JobRef in a Job.
+func (c *Client) start(ctx context.Context, call func(context.Context) (*pb.JobRef, error)) (*Job, error) {
+	ctx, cancel := c.unary(ctx, false)
+	defer cancel()
+	ref, err := call(ctx)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -268,51 +272,37 @@ func (c *Client) job(ref *pb.JobRef, err error) (*Job, error) {
 
 // TrainTokenizer starts Train.Tokenizer.
 func (c *Client) TrainTokenizer(ctx context.Context, req *pb.TrainTokenizerRequest) (*Job, error) {
-	ctx, cancel := c.unary(ctx, false)
-	defer cancel()
-	return c.job(c.Stubs.Train.Tokenizer(ctx, req))
+	return c.start(ctx, func(ctx context.Context) (*pb.JobRef, error) { return c.Stubs.Train.Tokenizer(ctx, req) })
 }
 
 // TrainBase starts Train.Base (pretraining).
 func (c *Client) TrainBase(ctx context.Context, req *pb.TrainBaseRequest) (*Job, error) {
-	ctx, cancel := c.unary(ctx, false)
-	defer cancel()
-	return c.job(c.Stubs.Train.Base(ctx, req))
+	return c.start(ctx, func(ctx context.Context) (*pb.JobRef, error) { return c.Stubs.Train.Base(ctx, req) })
 }
 
 // TrainSft starts Train.Sft.
 func (c *Client) TrainSft(ctx context.Context, req *pb.TrainSftRequest) (*Job, error) {
-	ctx, cancel := c.unary(ctx, false)
-	defer cancel()
-	return c.job(c.Stubs.Train.Sft(ctx, req))
+	return c.start(ctx, func(ctx context.Context) (*pb.JobRef, error) { return c.Stubs.Train.Sft(ctx, req) })
 }
 
 // TrainRl starts Train.Rl.
 func (c *Client) TrainRl(ctx context.Context, req *pb.TrainRlRequest) (*Job, error) {
-	ctx, cancel := c.unary(ctx, false)
-	defer cancel()
-	return c.job(c.Stubs.Train.Rl(ctx, req))
+	return c.start(ctx, func(ctx context.Context) (*pb.JobRef, error) { return c.Stubs.Train.Rl(ctx, req) })
 }
 
 // TestJob starts Train.TestJob (servers run with --enable-test-jobs).
 func (c *Client) TestJob(ctx context.Context, req *pb.TestJobRequest) (*Job, error) {
-	ctx, cancel := c.unary(ctx, false)
-	defer cancel()
-	return c.job(c.Stubs.Train.TestJob(ctx, req))
+	return c.start(ctx, func(ctx context.Context) (*pb.JobRef, error) { return c.Stubs.Train.TestJob(ctx, req) })
 }
 
 // EvalCore starts Eval.Core.
 func (c *Client) EvalCore(ctx context.Context, req *pb.EvalCoreRequest) (*Job, error) {
-	ctx, cancel := c.unary(ctx, false)
-	defer cancel()
-	return c.job(c.Stubs.Eval.Core(ctx, req))
+	return c.start(ctx, func(ctx context.Context) (*pb.JobRef, error) { return c.Stubs.Eval.Core(ctx, req) })
 }
 
 // EvalChat starts Eval.Chat.
 func (c *Client) EvalChat(ctx context.Context, req *pb.EvalChatRequest) (*Job, error) {
-	ctx, cancel := c.unary(ctx, false)
-	defer cancel()
-	return c.job(c.Stubs.Eval.Chat(ctx, req))
+	return c.start(ctx, func(ctx context.Context) (*pb.JobRef, error) { return c.Stubs.Eval.Chat(ctx, req) })
 }
 
 // Job is a handle of an existing job (no call is made).

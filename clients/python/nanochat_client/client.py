@@ -17,7 +17,7 @@ import grpc
 from . import errors
 from ._gen import common_pb2, std_health_pb2, std_health_pb2_grpc, train_pb2
 from .jobs import Job
-from .rpc import Rpc
+from .rpc import Cancellable, Rpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -42,24 +42,21 @@ def _messages(prompt_or_messages, system=None):
     return out
 
 
-class ChatStream:
+class ChatStream(Cancellable):
     """Iterates the reply's text pieces (str) as they are generated. After the loop: .done
     (ChatDone: finish_reason, usage, session_id, content), .text, .session_id. cancel() stops
     the generation."""
 
     def __init__(self, stream):
-        self._stream = stream
+        self._call = stream
         self.done = None
         self._parts = []
-
-    def __iter__(self):
-        return self
 
     def __next__(self):
         while True:
             if self.done is not None:
                 raise StopIteration
-            ev = next(self._stream)
+            ev = next(self._call)
             which = ev.WhichOneof("event")
             if which == "delta":
                 if ev.delta.text:
@@ -76,15 +73,6 @@ class ChatStream:
     @property
     def session_id(self):
         return self.done.session_id if self.done is not None else ""
-
-    def cancel(self):
-        self._stream.cancel()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.cancel()
 
 
 class Client:

@@ -10,6 +10,7 @@ import time
 
 from . import errors
 from ._gen import train_pb2
+from .rpc import Cancellable
 
 TERMINAL = frozenset((train_pb2.JOB_SUCCEEDED, train_pb2.JOB_FAILED, train_pb2.JOB_CANCELLED,
                       train_pb2.JOB_INTERRUPTED))
@@ -25,34 +26,22 @@ def kind_name(kind):
     return train_pb2.JobKind.Name(kind).replace("JOB_", "").lower()
 
 
-class JobEvents:
+class JobEvents(Cancellable):
     """Iterator of JobEvent (no SNAPSHOT unless asked); cancel() stops following."""
 
     def __init__(self, stream, include_snapshot):
-        self._stream = stream
+        self._call = stream
         self._snap = include_snapshot
         self.snapshot = None
 
-    def __iter__(self):
-        return self
-
     def __next__(self):
         while True:
-            ev = next(self._stream)
+            ev = next(self._call)
             if ev.kind == train_pb2.EVENT_SNAPSHOT:
                 self.snapshot = ev.job
                 if not self._snap:
                     continue
             return ev
-
-    def cancel(self):
-        self._stream.cancel()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.cancel()
 
 
 class Job:

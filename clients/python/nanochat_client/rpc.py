@@ -97,20 +97,12 @@ def make_message(cls, fields):
     return msg
 
 
-class Stream:
-    """A server stream: iterate for messages; cancel() ends it early. Errors are typed."""
-
-    def __init__(self, call):
-        self._call = call
+class Cancellable:
+    """An iterator over a running call: cancel() ends it early; as a context manager it
+    cancels on exit. Subclasses define __next__ and self._call (anything with cancel())."""
 
     def __iter__(self):
         return self
-
-    def __next__(self):
-        try:
-            return next(self._call)
-        except grpc.RpcError as e:
-            raise errors.from_rpc_error(e) from None
 
     def cancel(self):
         self._call.cancel()
@@ -120,6 +112,19 @@ class Stream:
 
     def __exit__(self, *exc):
         self.cancel()
+
+
+class Stream(Cancellable):
+    """A server stream: iterate for messages. Errors are typed."""
+
+    def __init__(self, call):
+        self._call = call
+
+    def __next__(self):
+        try:
+            return next(self._call)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
 
 
 class _Bound:
