@@ -1,6 +1,7 @@
 // nc_test_server.h — starts a real nanochatd on 127.0.0.1:0 for the C and C++ SDK tests (the
 // same protocol as tests/integration/nc_harness.py): fresh temp data dir, optional token file
-// (mode 0600), port read from "nanochatd listening on HOST:PORT" on its stdout, SIGTERM on
+// (mode 0600), port read from "nanochatd listening on HOST:PORT" on its stdout (then its
+// "serving on port" log line awaited), SIGTERM on
 // destruction (the exit status is checked: 0 expected), the server log printed on failure.
 #ifndef NC_TEST_SERVER_H
 #define NC_TEST_SERVER_H
@@ -76,7 +77,14 @@ class NcTestServer {
         port_ = atoi(addr.substr(addr.rfind(':') + 1).c_str());
       }
     }
-    if (port_ == 0) fprintf(stderr, "nanochatd did not start:\n%s\n", Log().c_str());
+    if (port_ == 0) {
+      fprintf(stderr, "nanochatd did not start:\n%s\n", Log().c_str());
+      return;
+    }
+    // "serving on port" is logged just before the main thread waits for signals: a SIGTERM
+    // sent earlier can land on a thread created before main() blocked them (README, Clients: limits)
+    for (int waited = 0; waited < 100 && Log().find("serving on port") == std::string::npos; waited++)
+      usleep(50 * 1000);
   }
 
   ~NcTestServer() {

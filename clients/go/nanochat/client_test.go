@@ -79,6 +79,14 @@ func startServer(t *testing.T, token string, args ...string) *server {
 		t.Fatal("nanochatd did not start")
 	}
 	t.Cleanup(func() { s.stop(t) })
+	// "serving on port" is logged just before nanochatd's main thread waits for signals; a
+	// SIGTERM sent earlier can land on a thread created before main() blocked them
+	for i := 0; i < 100; i++ {
+		if b, _ := os.ReadFile(filepath.Join(dir, "nanochatd.log")); strings.Contains(string(b), "serving on port") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return s
 }
 

@@ -33,6 +33,12 @@ async function startServer({ token, userToken, args = [] } = {}) {
     });
     proc.on('exit', (code) => reject(new Error(`nanochatd exited with ${code}`)));
   });
+  // "serving on port" is logged just before nanochatd's main thread waits for signals; a SIGTERM
+  // sent earlier can land on a thread created before main() blocked them
+  const logPath = path.join(dir, 'nanochatd.log');
+  for (let i = 0; i < 100 && !fs.readFileSync(logPath, 'utf8').includes('serving on port'); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return {
     address,
     async stop() {
