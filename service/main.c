@@ -6,6 +6,8 @@
  * (bad flags, non-loopback listener without token/TLS, unsafe token file), 3 shutdown timed out.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -69,16 +71,48 @@ static void exe_dir(char *out, size_t n) {
   snprintf(out, n, "%s", buf);
 }
 
-int main(int argc, char **argv) {
-  /* Block the shutdown signals in every thread (gRPC and the job manager start threads);
-   * the main thread takes them with sigwait. */
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+/* Shutdown signals go through a self-pipe: the handler may run on ANY thread (libraries such
+ * as OpenBLAS start threads before main() with every signal unblocked, so masking the signals
+ * in main's threads and sigwait()ing would let those threads take SIGTERM's default action and
+ * kill the process). The handler only write()s the signal number; main reads it. */
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+  int saved = errno;
+  unsigned char b = (unsigned char)sig;
+  ssize_t r = write(sig_pipe[1], &b, 1);
+  (void)r;
+  errno = saved;
+}
+
+static int install_signals(void) {
+  if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL) || sigaction(SIGHUP, &sa, NULL))
+    return -1;
   signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
+/* Blocks until SIGTERM or SIGINT arrived (SIGHUP: nothing to reload; keep serving). */
+static int wait_for_stop_signal(void) {
+  for (;;) {
+    struct pollfd p = {sig_pipe[0], POLLIN, 0};
+    if (poll(&p, 1, -1) < 0) continue;
+    unsigned char b;
+    if (read(sig_pipe[0], &b, 1) == 1 && b != SIGHUP) return b;
+  }
+}
+
+int main(int argc, char **argv) {
+  if (install_signals() != 0) {
+    fprintf(stderr, "nanochatd: cannot install signal handlers: %s\n", strerror(errno));
+    return 1;
+  }
 
   static nc_config cfg;
   char err[1024] = "";
@@ -240,10 +274,7 @@ int main(int argc, char **argv) {
   nc_log(NC_LOG_INFO, "serving on port %d (data dir %s, auth %s)", nc_server_port(srv), cfg.data_dir,
          auth.have_admin || auth.have_user ? "token" : "open, loopback only");
 
-  int sig = 0;
-  while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP) {
-    /* SIGHUP: nothing to reload yet; keep serving */
-  }
+  int sig = wait_for_stop_signal();
   nc_log(NC_LOG_INFO, "signal %d: shutting down (grace %d ms)", sig, cfg.grace_ms);
   rc = nc_server_shutdown(srv, cfg.grace_ms);
   nc_jobs_shutdown(jobs);
