@@ -64,7 +64,6 @@ export class Adapter {
     this.httpTimeoutMs = opts.httpTimeoutMs ?? 30000;
     this.commitMs = opts.commitMs ?? 1000;
     this.scope = opts.stateScope || 'nanochat:training';
-    this.calls = 0;
     this.stopped = false;
   }
 
@@ -133,7 +132,6 @@ export class Adapter {
   /** Entry point of every invocation. Never throws for HTTP calls. */
   async invoke(row, input, _metadata) {
     const t0 = Date.now();
-    this.calls++;
     let req;
     let status = 200;
     let result;

@@ -11,7 +11,7 @@ import { createChannel } from 'iii-sdk/helpers';
 
 import { loadRoot, encode } from '../src/schema.mjs';
 import { codeName, httpStatus } from '../src/status.mjs';
-import { get, openSse, post, readTable, request, sleep, SOURCE_DIR, startStack, waitFor } from './helpers.mjs';
+import { get, openSse, post, readTable, request, sleep, SOURCE_DIR, startStack, waitFor, waitTerminal } from './helpers.mjs';
 
 const ADMIN = 'admin-token-0123456789abcdef';
 const USER = 'user-token-0123456789abcdef';
@@ -209,10 +209,7 @@ describe('end to end through the stand-in engine', () => {
 
     assert.ok(midRun.some((v) => !v.terminal && v.state === 'JOB_RUNNING' && v.progress?.step > 0),
       `a running value with progress was polled (${midRun.length} polls)`);
-    const fin = await waitFor(async () => {
-      const v = await stateGet(id);
-      return v?.terminal && v;
-    }, { what: 'terminal state in iii state' });
+    const fin = await waitTerminal(w2, id, 'terminal state in iii state');
     assert.equal(fin.state, 'JOB_SUCCEEDED');
     assert.equal(fin.kind, 'JOB_TEST');
     assert.equal(fin.progress.step, 15);
@@ -225,7 +222,7 @@ describe('end to end through the stand-in engine', () => {
   test('SSE extras: Last-Event-ID resumes, Accept: application/json and follow=false give JSON', async () => {
     const r = await post(`${s.base}/nanochat/train/test_job`, { steps: 3, step_ms: 10 }, { headers: A });
     const id = r.json.job_id;
-    await waitFor(async () => (await stateGet(id))?.terminal, { what: 'job end' });
+    await waitTerminal(w2, id);
     const all = await (await openSse(`${s.base}/nanochat/train/status?job_id=${id}`, { headers: U })).done;
     const resumed = await (await openSse(`${s.base}/nanochat/train/status?job_id=${id}`, { headers: { ...U, 'last-event-id': '4' } })).done;
     const ids = (evs) => evs.filter((e) => e.id).map((e) => Number(e.id));
@@ -250,10 +247,7 @@ describe('end to end through the stand-in engine', () => {
     const evs = await sse.done;
     assert.equal(evs.filter((e) => e.event === 'state').at(-1).data.state, 'JOB_CANCELLED');
     assert.equal(evs.at(-1).event, 'end');
-    const v = await waitFor(async () => {
-      const x = await stateGet(id);
-      return x?.terminal && x;
-    }, { what: 'mirrored cancel' });
+    const v = await waitTerminal(w2, id, 'mirrored cancel');
     assert.equal(v.state, 'JOB_CANCELLED');
     const again = await post(`${s.base}/nanochat/train/cancel`, { job_id: id }, { headers: A });
     assert.deepEqual([again.status, again.json.error.code], [409, 'FAILED_PRECONDITION']);
@@ -274,7 +268,7 @@ describe('end to end through the stand-in engine', () => {
     sse.close();
     await waitFor(async () => (await inflight()) === base, { what: 'stream cancelled in nanochatd' });
     await post(`${s.base}/nanochat/train/cancel`, { job_id: id }, { headers: A });
-    await waitFor(async () => (await stateGet(id))?.terminal, { what: 'cancelled' });
+    await waitTerminal(w2, id);
   });
 
   test('direct trigger() from another worker: plain replies, errors by gRPC status, streams', async () => {

@@ -109,9 +109,12 @@ export class Nanochatd {
     }
   }
 
+  /** Stops it and removes its data; throws (with its log) unless it exited 0. */
   async close() {
     const rc = await this.stop();
+    const log = this.logs();
     fs.rmSync(this.tmp, { recursive: true, force: true });
+    if (rc !== 0 && rc !== null) throw new Error(`nanochatd exited with ${rc}:\n${log.slice(-20000)}`);
     return rc;
   }
 }
@@ -262,6 +265,14 @@ export async function startStack({ nanochatdArgs, token, userToken, adapterArgs 
       return rc;
     },
   };
+}
+
+/** Polls iii state (through SDK worker `w`) until job `id`'s mirrored value is terminal. */
+export function waitTerminal(w, id, what = `job ${id} to end in iii state`) {
+  return waitFor(async () => {
+    const v = await w.trigger({ function_id: 'state::get', payload: { scope: 'nanochat:training', key: id }, timeoutMs: 5000 });
+    return v?.terminal && v;
+  }, { what, timeoutMs: 20000 });
 }
 
 export function readTable() {

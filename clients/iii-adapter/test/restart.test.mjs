@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { registerWorker } from 'iii-sdk';
 
-import { AdapterProc, get, openSse, post, sleep, startStack, waitFor } from './helpers.mjs';
+import { AdapterProc, get, openSse, post, sleep, startStack, waitFor, waitTerminal } from './helpers.mjs';
 import { StandInEngine } from './engine/engine.mjs';
 
 const OPTS = { otel: { enabled: false }, enableMetricsReporting: false, reconnectionConfig: { initialDelayMs: 200, maxDelayMs: 1000 } };
@@ -48,10 +48,7 @@ describe('restarts', () => {
     assert.equal(evs.at(-1).data.status, 503);
     await s.nc.start();
     await waitFor(async () => (await health()).status === 200, { what: 'health after restart' });
-    const v = await waitFor(async () => {
-      const x = await stateGet(id);
-      return x?.terminal && x;
-    }, { what: 'mirror sees the job end', timeoutMs: 20000 });
+    const v = await waitTerminal(w2, id, 'mirror sees the job end');
     assert.equal(v.state, 'JOB_INTERRUPTED');
     assert.match(s.adapter.stderr, /lost nanochatd/);
   });
@@ -61,10 +58,7 @@ describe('restarts', () => {
     await waitFor(async () => (await health()).status === 200, { what: 'health after graceful restart' });
     const r = await post(`${s.base}/nanochat/train/test_job`, { steps: 5, step_ms: 20 });
     assert.equal(r.status, 202);
-    const v = await waitFor(async () => {
-      const x = await stateGet(r.json.job_id);
-      return x?.terminal && x;
-    }, { what: 'job end mirrored' });
+    const v = await waitTerminal(w2, r.json.job_id, 'job end mirrored');
     assert.equal(v.state, 'JOB_SUCCEEDED');
   });
 
@@ -82,10 +76,7 @@ describe('restarts', () => {
     assert.equal(s.engine.front.routes.size, nFunctions, 'one HTTP trigger per function');
     assert.ok(s.engine.frames.some((f) => f.dir === 'in' && f.frame.type === 'reattach'));
     await waitFor(() => s.engine.workers.size >= 2, { what: 'caller reconnected' });
-    const v = await waitFor(async () => {
-      const x = await stateGet(id).catch(() => null);
-      return x?.terminal && x;
-    }, { what: 'mirror writes into the new engine', timeoutMs: 20000 });
+    const v = await waitTerminal(w2, id, 'mirror writes into the new engine');
     assert.equal(v.state, 'JOB_SUCCEEDED');
     assert.equal(v.progress.step, 60);
   });
@@ -98,10 +89,7 @@ describe('restarts', () => {
     await w2.trigger({ function_id: 'state::delete', payload: { scope: 'nanochat:training', key: id } });
     s.adapter = new AdapterProc({ engineUrl: s.engine.wsUrl, nanochatd: s.nc.address }).start();
     await waitFor(async () => (await health()).status === 200, { what: 'new adapter' });
-    const v = await waitFor(async () => {
-      const x = await stateGet(id);
-      return x?.terminal && x;
-    }, { what: 'job mirrored by the new adapter', timeoutMs: 20000 });
+    const v = await waitTerminal(w2, id, 'job mirrored by the new adapter');
     assert.equal(v.state, 'JOB_SUCCEEDED');
     assert.equal(v.progress.step, 40);
   });

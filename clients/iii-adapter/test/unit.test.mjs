@@ -1,6 +1,7 @@
 // unit.test.mjs — the adapter's pieces without servers: the RPC table reader, the status
 // mapping, the strict JSON ⇄ protobuf mapping, invocation unwrapping, SSE framing, JSON Schema.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,8 @@ import { isHttpEnvelope, parseInvocation } from '../src/request.mjs';
 import { formatEvent, sseFrame } from '../src/sse.mjs';
 import { messageSchema } from '../src/jsonschema.mjs';
 import { checkAuthorization } from '../src/nanochatd.mjs';
-import { RPC_TABLE, SOURCE_DIR } from './helpers.mjs';
+import { ADAPTER_DIR, RPC_TABLE, SOURCE_DIR } from './helpers.mjs';
+import { parseArgs } from '../src/main.mjs';
 
 const table = loadTable(RPC_TABLE);
 const root = loadRoot(path.join(SOURCE_DIR, 'proto'));
@@ -68,6 +70,21 @@ describe('rpc table', () => {
     badPath.methods[0].http_path = '../x';
     assert.throws(() => loadTable(write(badPath)), /bad HTTP trigger/);
     fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('README', () => {
+  test('the function/trigger table in the iii section is the RPC table', () => {
+    const readme = fs.readFileSync(path.join(SOURCE_DIR, 'README.md'), 'utf8');
+    const sec = readme.slice(readme.indexOf('<!-- section:iii -->'), readme.indexOf('<!-- /section:iii -->'));
+    assert.ok(sec.length > 100, 'README has an iii section');
+    const have = sec.split('\n').filter((l) => l.startsWith('| `nanochat.'));
+    const want = table.rows.map((m) => {
+      const kind = m.kind === 'stream' ? 'stream (SSE)' : m.kind === 'job' ? 'job (202)' : 'unary';
+      const auth = m.public ? 'public' : m.admin ? 'admin' : 'user';
+      return `| \`${m.iii_id}\` | ${m.http_method} \`${m.http_path}\` | \`${m.path}\` | ${kind} | ${auth} |`;
+    });
+    assert.deepEqual(have, want);
   });
 });
 
@@ -260,5 +277,39 @@ describe('SSE framing and schemas', () => {
     const ji = messageSchema(table, 'nanochat.v1.JobInfo');
     assert.equal(ji.properties.metrics.type, 'object');
     assert.equal(ji.properties.metrics.additionalProperties.type, 'number');
+  });
+});
+
+describe('command line', () => {
+  const run = (...args) => spawnSync(process.execPath, [path.join(ADAPTER_DIR, 'src/main.mjs'), ...args], { encoding: 'utf8', timeout: 20000 });
+
+  test('flags win over the environment, which wins over defaults', () => {
+    const o = parseArgs(['--nanochatd', 'unix:/tmp/s', '--otel', '--http-timeout-ms=5000'], { III_URL: 'ws://h:1', NANOCHAT_ADDR: 'x:1' });
+    assert.equal(o.engine, 'ws://h:1');
+    assert.equal(o.nanochatd, 'unix:/tmp/s');
+    assert.equal(o['http-timeout-ms'], '5000');
+    assert.equal(o.otel, '1');
+    assert.equal(parseArgs([], {})['state-scope'], 'nanochat:training');
+  });
+
+  test('a bad command line, table or token file exits 2 with the reason', () => {
+    let r = run('--bogus');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /unknown argument --bogus/);
+    r = run('--engine', 'http://x');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--engine/);
+    r = run('--rpc-table', '/nonexistent/rpc_table.json');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /rpc table .*cannot read/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iii-cli-'));
+    const tok = path.join(dir, 'token');
+    fs.writeFileSync(tok, 'secret-secret-secret\n', { mode: 0o644 });
+    r = run('--token-file', tok);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /readable by group\/others/);
+    r = run('--http-timeout-ms', 'soon');
+    assert.equal(r.status, 2);
+    fs.rmSync(dir, { recursive: true });
   });
 });

@@ -164,22 +164,19 @@ export class HttpFront {
         for (const [k, v] of Object.entries(m.headers)) if (typeof v === 'string' && validHeader(k, v)) outHeaders[k] = v;
       }
     };
+    const fail = (st, code, message) => {
+      clearTimeout(timer);
+      cleanup();
+      resCh.drop();
+      if (!clientGone) res.writeHead(st, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code, message } }));
+    };
     let first = null;
     let callDone = false;
     // phase 1: the first binary chunk, the end of the channel or the function's return
     let next = resCh.next();
     for (;;) {
       const r = await Promise.race([next.then((item) => ({ item })), callDone ? new Promise(() => {}) : call, timeout]);
-      if (r.timeout) {
-        clearTimeout(timer);
-        cleanup();
-        resCh.drop();
-        if (!clientGone) {
-          res.writeHead(504, { 'content-type': 'application/json' })
-            .end(JSON.stringify({ error: { code: 'TIMEOUT', message: 'request timed out' } }));
-        }
-        return;
-      }
+      if (r.timeout) return fail(504, 'TIMEOUT', 'request timed out');
       if ('item' in r) {
         if (r.item === null) break;
         if (r.item.text !== undefined) {
@@ -191,16 +188,7 @@ export class HttpFront {
         break;
       }
       callDone = true;
-      if (r.err) {
-        clearTimeout(timer);
-        cleanup();
-        resCh.drop();
-        if (!clientGone) {
-          res.writeHead(500, { 'content-type': 'application/json' })
-            .end(JSON.stringify({ error: { code: r.err.code || 'invocation_failed', message: r.err.message } }));
-        }
-        return;
-      }
+      if (r.err) return fail(500, r.err.code || 'invocation_failed', r.err.message);
       if (r.ok !== null && r.ok !== undefined) {
         clearTimeout(timer);
         cleanup();
@@ -219,7 +207,13 @@ export class HttpFront {
     if (first) res.write(first);
     for (let it = await resCh.next(); it; it = await resCh.next()) {
       if (it.binary !== undefined && !res.write(it.binary)) {
-        await new Promise((r) => res.once('drain', r).once('close', r));
+        await new Promise((r) => {
+          const done = () => {
+            res.off('drain', done).off('close', done);
+            r();
+          };
+          res.on('drain', done).on('close', done);
+        });
       }
     }
     res.end();
