@@ -264,7 +264,7 @@ describe('end to end through the stand-in engine', () => {
     const base = await inflight();
     const sse = await openSse(`${s.base}/nanochat/train/status?job_id=${id}`, { headers: U });
     await waitFor(() => sse.events.length >= 3, { what: 'events' });
-    assert.equal(await inflight(), base + 1);
+    await waitFor(async () => (await inflight()) === base + 1, { what: 'the SSE stream in flight in nanochatd' });
     sse.close();
     await waitFor(async () => (await inflight()) === base, { what: 'stream cancelled in nanochatd' });
     await post(`${s.base}/nanochat/train/cancel`, { job_id: id }, { headers: A });

@@ -13,7 +13,8 @@ import { StandInEngine } from './engine/engine.mjs';
 
 export const ADAPTER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SOURCE_DIR = process.env.NC_SOURCE_DIR || path.resolve(ADAPTER_DIR, '../..');
-export const BUILD_DIR = process.env.NC_BUILD_DIR || path.join(SOURCE_DIR, 'build');
+// NC_BUILD_DIR may be relative to the source dir (e.g. build-asan)
+export const BUILD_DIR = path.resolve(SOURCE_DIR, process.env.NC_BUILD_DIR || 'build');
 export const RPC_TABLE = path.join(BUILD_DIR, 'gen', 'rpc_table.json');
 export const NANOCHATD = path.join(BUILD_DIR, 'bin', 'nanochatd');
 

@@ -93,4 +93,17 @@ describe('restarts', () => {
     assert.equal(v.state, 'JOB_SUCCEEDED');
     assert.equal(v.progress.step, 40);
   });
+
+  test('an adapter started while the engine is down registers once the engine comes up', async () => {
+    assert.equal(await s.adapter.stop(), 0);
+    const { wsPort, httpPort } = s.engine;
+    await s.engine.stop();
+    s.adapter = new AdapterProc({ engineUrl: `ws://127.0.0.1:${wsPort}`, nanochatd: s.nc.address }).start();
+    await sleep(1500);
+    assert.ok(s.adapter.alive(), s.adapter.stderr.slice(-2000));
+    s.engine = await new StandInEngine({ wsPort, httpPort }).start();
+    await waitFor(async () => (await health()).status === 200, { what: 'routes once the engine is up', timeoutMs: 20000 });
+    const r = await post(`${s.base}/nanochat/train/test_job`, { steps: 2, step_ms: 10 });
+    assert.equal(r.status, 202);
+  });
 });
