@@ -253,6 +253,58 @@ describe('invocation unwrapping', () => {
   });
 });
 
+describe('input fuzz', () => {
+  // xorshift32, seeded: NC_FUZZ_SEED reproduces a failure
+  const seed = Number(process.env.NC_FUZZ_SEED || 7);
+  let x = seed >>> 0 || 1;
+  const r = () => {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    return x / 2 ** 32;
+  };
+  const pick = (a) => a[Math.floor(r() * a.length)];
+  const names = [...new Set(Object.values(table.messages).flatMap((m) => m.fields.map((f) => f.name)))];
+  const keys = [...names, '__proto__', 'constructor', '_caller_worker_id', '_channel', '_timeout_ms', '_authorization', '_x',
+    'query_params', 'headers', 'body', 'method', 'trigger', 'response', 'content-type', 'content-length', 'last-event-id', 'authorization'];
+  const gen = (d) => {
+    switch (Math.floor(r() * (d > 4 ? 7 : 10))) {
+      case 0: return null;
+      case 1: return Math.floor(r() * 2 ** 34) - 2 ** 33;
+      case 2: return r() * 1e9 - 5e8;
+      case 3: return r() < 0.5;
+      case 4: return pick(['', 'user', 'PHASE_SFT', 'Bearer abcdefghijklmnop', '1', '-1', '1e999', 'true', '[1,2]', '{"a":1}', 'aGk=', 'http', 'GET', 'POST']);
+      case 5: return String.fromCharCode(...Array.from({ length: Math.floor(r() * 12) }, () => Math.floor(r() * 0x10000)));
+      case 6: return String(Math.floor(r() * 1e12));
+      case 7: return Array.from({ length: Math.floor(r() * 4) }, () => gen(d + 1));
+      default: {
+        const o = {};
+        for (let i = Math.floor(r() * 5); i > 0; i--) o[pick(keys)] = gen(d + 1);
+        if (r() < 0.2) o.trigger = { type: 'http' };
+        return o;
+      }
+    }
+  };
+
+  test(`parseInvocation answers a message or a CallError for any input (seed ${seed}, 30,000 cases)`, () => {
+    let ok = 0;
+    for (let i = 0; i < 30000; i++) {
+      const rw = row(pick(table.rows).iii_id);
+      const input = gen(0);
+      try {
+        const out = parseInvocation(rw, rw.inType, input);
+        assert.ok(out.bytes.length <= rw.max_request_bytes);
+        rw.inType.decode(out.bytes);
+        ok++;
+      } catch (e) {
+        if (!(e instanceof CallError)) {
+          throw new Error(`case ${i} (${rw.iii_id}): ${e.stack}\ninput: ${JSON.stringify(input)?.slice(0, 500)}`);
+        }
+        assert.ok(e.code === Code.INVALID_ARGUMENT || e.code === Code.RESOURCE_EXHAUSTED, e.message);
+      }
+    }
+    assert.ok(ok > 300, `${ok} inputs were valid requests`);
+  });
+});
+
 describe('SSE framing and schemas', () => {
   test('event names come from the message type', () => {
     const cs = T('ChatStreamResponse');
