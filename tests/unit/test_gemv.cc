@@ -1,5 +1,6 @@
-// bf16 decode kernels (core/nc_gemv.h): conversion rounding, fast path vs reference, accuracy
-// against fp32 weights.
+// Decode GEMV kernels (core/nc_gemv.h): bf16 conversion rounding, fast paths (bf16 and fp32
+// weights, overwrite and accumulate) vs the references, accuracy against fp32 weights, and
+// batch invariance (a vector's result does not depend on the other vectors or the threads).
 #include <gtest/gtest.h>
 #include <cmath>
 #include <cstring>
@@ -99,4 +100,96 @@ TEST(Gemv, BadArguments) {
   EXPECT_EQ(nc_gemv_bf16(w, 2, 2, x, 2, 0, y, 2, 1), NC_EINVAL);
   EXPECT_EQ(nc_gemv_bf16(w, 2, 2, x, 2, NC_GEMV_MAX_B + 1, y, 2, 1), NC_EINVAL);
   EXPECT_EQ(nc_gemv_bf16(w, 2, 2, x, 2, 1, y, 1, 1), NC_EINVAL);  // ldy < O
+}
+
+TEST(Gemv, F32FastMatchesReferenceAndAccumulates) {
+  std::mt19937 g(17);
+  std::normal_distribution<float> n(0, 1);
+  int shapes[][2] = {{1, 1}, {5, 7}, {9, 40}, {130, 257}, {1024, 512}};
+  for (auto &s : shapes)
+    for (int B : {1, 2, 5, 9})
+      for (int th : {1, 2}) {
+        const int O = s[0], K = s[1], ldx = K + 1, ldy = O + 2;
+        std::vector<float> w((size_t)O * K), x((size_t)B * ldx), y0((size_t)B * ldy);
+        for (auto &v : w) v = n(g) * 0.05f;
+        for (auto &v : x) v = n(g);
+        for (auto &v : y0) v = n(g);
+        std::vector<float> y = y0, ya = y0, yr((size_t)B * ldy, 0.0f);
+        ASSERT_EQ(nc_gemv_f32_ex(w.data(), O, K, x.data(), ldx, B, y.data(), ldy, 0, th), NC_OK);
+        ASSERT_EQ(nc_gemv_f32_ex(w.data(), O, K, x.data(), ldx, B, ya.data(), ldy, NC_GEMV_ACCUMULATE, th), NC_OK);
+        ASSERT_EQ(nc_gemv_f32_ref(w.data(), O, K, x.data(), ldx, B, yr.data(), ldy), NC_OK);
+        for (int b = 0; b < B; b++) {
+          for (int o = 0; o < O; o++) {
+            size_t i = (size_t)b * ldy + o;
+            ASSERT_NEAR(y[i], yr[i], 1e-5f * (1.0f + std::sqrt((float)K))) << O << "x" << K << " B=" << B;
+            ASSERT_NEAR(ya[i], y0[i] + yr[i], 1e-5f * (2.0f + std::sqrt((float)K)));
+          }
+          for (int o = O; o < ldy; o++) {
+            ASSERT_EQ(y[(size_t)b * ldy + o], y0[(size_t)b * ldy + o]) << "wrote past O";
+            ASSERT_EQ(ya[(size_t)b * ldy + o], y0[(size_t)b * ldy + o]);
+          }
+        }
+      }
+}
+
+TEST(Gemv, Bf16AccumulateAddsToY) {
+  std::mt19937 g(19);
+  std::normal_distribution<float> n(0, 1);
+  const int O = 77, K = 150, B = 6;
+  std::vector<float> wf((size_t)O * K), x((size_t)B * K), y0((size_t)B * O);
+  for (auto &v : wf) v = n(g) * 0.05f;
+  for (auto &v : x) v = n(g);
+  for (auto &v : y0) v = n(g);
+  std::vector<uint16_t> w(wf.size());
+  nc_f32_to_bf16(wf.data(), w.data(), wf.size());
+  std::vector<float> y = y0, yr((size_t)B * O);
+  ASSERT_EQ(nc_gemv_bf16_ex(w.data(), O, K, x.data(), K, B, y.data(), O, NC_GEMV_ACCUMULATE, 1), NC_OK);
+  ASSERT_EQ(nc_gemv_bf16_ref(w.data(), O, K, x.data(), K, B, yr.data(), O), NC_OK);
+  for (size_t i = 0; i < y.size(); i++) ASSERT_NEAR(y[i], y0[i] + yr[i], 1e-4f * 14);
+}
+
+// The property the engine's "batched == alone" guarantee rests on: bit-identical outputs for a
+// vector whatever else is in the batch, its position in it, and the thread count.
+TEST(Gemv, BatchInvariantBitExact) {
+  std::mt19937 g(23);
+  std::normal_distribution<float> n(0, 1);
+  for (int K : {37, 64, 200, 512}) {
+    const int O = 203;
+    std::vector<float> wf((size_t)O * K);
+    for (auto &v : wf) v = n(g) * 0.05f;
+    std::vector<uint16_t> w(wf.size());
+    nc_f32_to_bf16(wf.data(), w.data(), wf.size());
+    std::vector<float> x((size_t)NC_GEMV_MAX_B * K);
+    for (auto &v : x) v = n(g);
+    std::vector<float> one(O), onef(O);
+    // vector 0 alone, single thread
+    ASSERT_EQ(nc_gemv_bf16_ex(w.data(), O, K, x.data(), K, 1, one.data(), O, 0, 1), NC_OK);
+    ASSERT_EQ(nc_gemv_f32_ex(wf.data(), O, K, x.data(), K, 1, onef.data(), O, 0, 1), NC_OK);
+    for (int B : {2, 3, 4, 5, 8, 13, NC_GEMV_MAX_B})
+      for (int th : {1, 2, 3}) {
+        // place vector 0 at every position p of a batch of B
+        for (int p = 0; p < B; p += (B > 8 ? 5 : 1)) {
+          std::vector<float> xb((size_t)B * K);
+          for (int b = 0; b < B; b++)
+            memcpy(&xb[(size_t)b * K], &x[(size_t)((b == p) ? 0 : (b + 1) % NC_GEMV_MAX_B) * K], sizeof(float) * K);
+          std::vector<float> y((size_t)B * O), yf((size_t)B * O);
+          ASSERT_EQ(nc_gemv_bf16_ex(w.data(), O, K, xb.data(), K, B, y.data(), O, 0, th), NC_OK);
+          ASSERT_EQ(nc_gemv_f32_ex(wf.data(), O, K, xb.data(), K, B, yf.data(), O, 0, th), NC_OK);
+          ASSERT_EQ(0, memcmp(&y[(size_t)p * O], one.data(), sizeof(float) * O)) << "K=" << K << " B=" << B << " p=" << p << " th=" << th;
+          ASSERT_EQ(0, memcmp(&yf[(size_t)p * O], onef.data(), sizeof(float) * O)) << "K=" << K << " B=" << B << " p=" << p;
+        }
+      }
+  }
+}
+
+TEST(Gemv, BadFlagsAndF32Arguments) {
+  float w[4] = {0}, x[4] = {0}, y[4] = {0};
+  uint16_t wb[4] = {0};
+  EXPECT_EQ(nc_gemv_bf16_ex(wb, 2, 2, x, 2, 1, y, 2, 4, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_f32_ex(w, 2, 2, x, 2, 1, y, 2, 2, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_f32_ex(nullptr, 2, 2, x, 2, 1, y, 2, 0, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_f32_ex(w, 0, 2, x, 2, 1, y, 2, 0, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_f32_ex(w, 2, 2, x, 2, NC_GEMV_MAX_B + 1, y, 2, 0, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_f32_ref(w, 2, 2, x, 1, 1, y, 2), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_f32_ex(w, 2, 2, x, 2, 1, y, 2, NC_GEMV_ACCUMULATE, 1), NC_OK);
 }

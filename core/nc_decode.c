@@ -1,0 +1,410 @@
+/* nc_decode.c — chunked prefill and batched decode over per-sequence KV caches. See
+ * nc_decode.h; the step order is nc_model_trunk's (nc_model.c) and nc_model_ref_impl.h's. */
+#include "nc_decode.h"
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nc_attention.h"
+#include "nc_err.h"
+#include "nc_gemv.h"
+#include "nc_kernels.h"
+#include "nc_model_internal.h"
+#include "nc_model_ref.h"
+#include "nc_vmath.h"
+
+#define ALIGN_F 16 /* floats: 64-byte alignment of carved buffers and per-thread scratch */
+
+typedef struct layer_w {
+  const float *qkv, *proj, *fc, *mproj;  /* fp32 in the model's parameter buffer */
+  const uint16_t *qkv16, *proj16, *fc16, *mproj16; /* bf16 copies, NULL for fp32 */
+} layer_w;
+
+struct nc_decoder {
+  const nc_model *m;
+  nc_decode_weights wt;
+  int max_rows, max_chunk, t_max, cap_n;
+  int C, H, Hkv, D, KV, QKV, F, V, L;
+  layer_w lw[NC_CFG_MAX_LAYER];
+  const float *head;       /* lm_head fp32 [V, C] */
+  const uint16_t *head16;  /* bf16 copy or NULL    */
+  uint16_t *w16;           /* the bf16 allocation  */
+  float *cos_t, *sin_t;    /* rope [t_max, D/2]    */
+  float *mem;              /* activations (carved) */
+  float *xn0, *rstd, *sig, *x0, *res, *xm, *xn, *qkv, *gate, *att, *h, *xb, *xf;
+  float *work;             /* attention scratch    */
+  size_t work_floats;
+  int work_threads;
+  int32_t pos[NC_DECODE_MAX_ROWS > 1 ? NC_DECODE_MAX_ROWS : 1];
+};
+
+/* ------------------------------------------------------------------ create / weights */
+
+static size_t rup(size_t n) { return (n + ALIGN_F - 1) / ALIGN_F * ALIGN_F; }
+
+/* attention scratch for `nth` threads: nc_attn_fwd's (prefill) or per-thread scores (decode) */
+static size_t attn_floats(const nc_decoder *d, int nth) {
+  int64_t keys = 0;
+  for (int l = 0; l < d->L; l++) {
+    int64_t k = (int64_t)d->m->lay.layer[l].window + NC_ATTN_BLOCK;
+    if (k > keys) keys = k;
+  }
+  if (keys > d->t_max) keys = d->t_max;
+  nc_attn probe;
+  memset(&probe, 0, sizeof probe);
+  probe.B = 1;
+  probe.T = (int)keys;
+  probe.window = (int)keys;
+  size_t a = nc_attn_workspace_floats(&probe, nth);
+  size_t s = (size_t)nth * rup((size_t)d->t_max);
+  return a > s ? a : s;
+}
+
+static int ensure_work(nc_decoder *d) {
+  int nth = omp_get_max_threads();
+  if (d->work && nth <= d->work_threads) return NC_OK;
+  size_t n = attn_floats(d, nth);
+  float *w = NULL;
+  if (posix_memalign((void **)&w, 64, n * sizeof(float)) != 0) return NC_ENOMEM;
+  free(d->work);
+  d->work = w;
+  d->work_floats = n;
+  d->work_threads = nth;
+  return NC_OK;
+}
+
+void nc_decoder_sync_weights(nc_decoder *d) {
+  if (!d || !d->w16) return;
+  const nc_model *m = d->m;
+  const int64_t C = d->C, QKV = d->QKV, F = d->F;
+  uint16_t *p = d->w16;
+  for (int l = 0; l < d->L; l++) {
+    const nc_layer_layout *y = &m->lay.layer[l];
+    layer_w *w = &d->lw[l];
+    nc_f32_to_bf16(m->params + y->c_q, p, (size_t)(QKV * C)); /* c_q, c_k, c_v adjacent */
+    w->qkv16 = p;
+    p += QKV * C;
+    nc_f32_to_bf16(m->params + y->c_proj, p, (size_t)(C * C));
+    w->proj16 = p;
+    p += C * C;
+    nc_f32_to_bf16(m->params + y->c_fc, p, (size_t)(F * C));
+    w->fc16 = p;
+    p += F * C;
+    nc_f32_to_bf16(m->params + y->mlp_c_proj, p, (size_t)(C * F));
+    w->mproj16 = p;
+    p += C * F;
+  }
+  nc_f32_to_bf16(m->params + m->lay.lm_head, p, (size_t)d->V * (size_t)C);
+  d->head16 = p;
+}
+
+static int64_t per_layer_weights(const nc_decoder *d) {
+  return (int64_t)d->QKV * d->C + (int64_t)d->C * d->C + 2LL * d->F * d->C;
+}
+
+int64_t nc_decoder_weight_bytes(const nc_decoder *d) {
+  if (!d) return 0;
+  int64_t n = per_layer_weights(d) * d->L + (int64_t)d->V * d->C;
+  return n * (d->wt == NC_DECODE_BF16 ? 2 : 4);
+}
+
+void nc_decoder_free(nc_decoder *d) {
+  if (!d) return;
+  free(d->w16);
+  free(d->cos_t);
+  free(d->sin_t);
+  free(d->mem);
+  free(d->work);
+  free(d);
+}
+
+int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int max_chunk,
+                      int t_max, nc_decoder **out) {
+  if (!out) return NC_EINVAL;
+  *out = NULL;
+  if (!m || (w != NC_DECODE_F32 && w != NC_DECODE_BF16) || max_rows < 1 ||
+      max_rows > NC_DECODE_MAX_ROWS || max_chunk < 1 || max_chunk > 65536 || t_max < 1 ||
+      (int64_t)t_max > 10LL * m->cfg.sequence_len)
+    return NC_EINVAL;
+  nc_decoder *d = calloc(1, sizeof *d);
+  if (!d) return NC_ENOMEM;
+  d->m = m;
+  d->wt = w;
+  d->max_rows = max_rows;
+  d->max_chunk = max_chunk;
+  d->t_max = t_max;
+  d->C = m->C;
+  d->H = m->H;
+  d->Hkv = m->Hkv;
+  d->D = m->D;
+  d->KV = m->KV;
+  d->QKV = m->QKV;
+  d->F = m->F;
+  d->V = m->V;
+  d->L = m->L;
+  for (int l = 0; l < d->L; l++) {
+    const nc_layer_layout *y = &m->lay.layer[l];
+    d->lw[l].qkv = m->params + y->c_q;
+    d->lw[l].proj = m->params + y->c_proj;
+    d->lw[l].fc = m->params + y->c_fc;
+    d->lw[l].mproj = m->params + y->mlp_c_proj;
+  }
+  d->head = m->params + m->lay.lm_head;
+  int rc = NC_ENOMEM;
+  if (w == NC_DECODE_BF16) {
+    size_t n = (size_t)(per_layer_weights(d) * d->L + (int64_t)d->V * d->C);
+    if (posix_memalign((void **)&d->w16, 64, n * sizeof(uint16_t)) != 0) goto fail;
+    nc_decoder_sync_weights(d);
+  }
+  const size_t half = (size_t)d->D / 2;
+  d->cos_t = malloc(sizeof(float) * (size_t)t_max * half);
+  d->sin_t = malloc(sizeof(float) * (size_t)t_max * half);
+  if (!d->cos_t || !d->sin_t) goto fail;
+  nc_ref_rope_tables_f32(d->cos_t, d->sin_t, t_max, d->D);
+  /* activations for cap_n token rows (the larger of a decode batch and a prefill chunk) */
+  const size_t N = (size_t)(max_rows > max_chunk ? max_rows : max_chunk);
+  d->cap_n = (int)N;
+  const size_t C = (size_t)d->C, R = (size_t)max_rows;
+  size_t sizes[] = {N * C, N, N, N * C, N * C, N * C, N * C, N * (size_t)d->QKV,
+                    N * (size_t)d->Hkv, N * C, N * (size_t)d->F, N * C, R * C};
+  float **dst[] = {&d->xn0, &d->rstd, &d->sig, &d->x0, &d->res, &d->xm, &d->xn, &d->qkv,
+                   &d->gate, &d->att, &d->h, &d->xb, &d->xf};
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += rup(sizes[i]);
+  if (posix_memalign((void **)&d->mem, 64, total * sizeof(float)) != 0) goto fail;
+  memset(d->mem, 0, total * sizeof(float)); /* touch once, now */
+  float *p = d->mem;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    *dst[i] = p;
+    p += rup(sizes[i]);
+  }
+  if ((rc = ensure_work(d)) != NC_OK) goto fail;
+  *out = d;
+  return NC_OK;
+fail:
+  nc_decoder_free(d);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ pieces */
+
+/* y [N, O] (=, or += when acc) x [N, K] @ W^T: GEMV kernels (bf16 copy when there is one, else
+ * fp32) when gemv, else sgemm on the fp32 weights. */
+static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w16, int O, int K,
+               const float *x, int N, float *y, int acc) {
+  if (!gemv) {
+    nc_gemm(0, 1, N, O, K, 1.0f, x, K, w, K, acc ? 1.0f : 0.0f, y, O);
+    return;
+  }
+  const int fl = acc ? NC_GEMV_ACCUMULATE : 0;
+  for (int r0 = 0; r0 < N; r0 += NC_GEMV_MAX_B) {
+    const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
+    const float *xr = x + (size_t)r0 * K;
+    float *yr = y + (size_t)r0 * O;
+    if (w16 && d->wt == NC_DECODE_BF16) nc_gemv_bf16_ex(w16, O, K, xr, K, nb, yr, O, fl, 0);
+    else nc_gemv_f32_ex(w, O, K, xr, K, nb, yr, O, fl, 0);
+  }
+}
+
+/* dot product with a fixed summation order (8 partial sums; any vectorisation of this source
+ * computes the same values) */
+static inline float dot_fixed(const float *a, const float *b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+/* One query per sequence (decode): y(b, h) = softmax(scale q k^T over the window) v, with keys
+ * and values read from sequence b's cache. Tasks (b, h) are independent; each uses its
+ * thread's score scratch, so a row's result does not depend on the batch. */
+static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
+  const int H = d->H, D = d->D, KV = d->KV, QKV = d->QKV, C = d->C, rep = d->H / d->Hkv;
+  const int window = d->m->lay.layer[l].window;
+  const float scale = 1.0f / sqrtf((float)D);
+  double est = 0;
+  for (int b = 0; b < B; b++) est += (double)(d->pos[b] + 1) * H * D;
+  const size_t stride = rup((size_t)d->t_max);
+#pragma omp parallel for schedule(static) if (B * H > 1 && est > 2e5)
+  for (int task = 0; task < B * H; task++) {
+    const int b = task / H, h = task % H, g = h / rep;
+    const nc_kvcache *kc = kcs[b];
+    const int64_t p = d->pos[b];
+    const int64_t lo = p - window > 0 ? p - window : 0;
+    const int n = (int)(p - lo + 1);
+    float *s = d->work + (size_t)omp_get_thread_num() * stride;
+    const size_t base = (size_t)l * kc->t_max * KV;
+    const float *K = kc->k + base + (size_t)lo * KV + (size_t)g * D;
+    const float *Vv = kc->v + base + (size_t)lo * KV + (size_t)g * D;
+    const float *q = d->qkv + (size_t)b * QKV + (size_t)h * D;
+    for (int j = 0; j < n; j++) s[j] = scale * dot_fixed(q, K + (size_t)j * KV, D);
+    float mx = nc_vmax(s, n);
+    double sum = nc_exp_affine_sum(s, n, 1.0f, mx);
+    float inv = (float)(1.0 / sum);
+    float *y = d->att + (size_t)b * C + (size_t)h * D;
+    for (int e = 0; e < D; e++) y[e] = 0.0f;
+    for (int j = 0; j < n; j++) {
+      const float pj = s[j] * inv, *vr = Vv + (size_t)j * KV;
+      for (int e = 0; e < D; e++) y[e] += pj * vr[e];
+    }
+  }
+}
+
+/* 15 tanh(z / 15) in place; a non-finite z makes the whole row NaN. */
+static void softcap_row(float *z, int n) {
+  int bad = 0;
+  for (int i = 0; i < n; i++) bad |= !isfinite(z[i]);
+  if (bad) {
+    for (int i = 0; i < n; i++) z[i] = NAN;
+    return;
+  }
+  (void)nc_softcap_sumexp(z, n, (float)NC_SOFTCAP);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static int check_cache(const nc_decoder *d, const nc_kvcache *kc, int T) {
+  if (!kc || kc->B != 1 || kc->n_layer != d->L || kc->Hkv != d->Hkv || kc->D != d->D ||
+      kc->C != d->C || kc->t_max > d->t_max)
+    return NC_EINVAL;
+  if (kc->seqlens[0] < 0 || (int64_t)kc->seqlens[0] + T > kc->t_max) return NC_EINVAL;
+  return NC_OK;
+}
+
+/* B sequences of T tokens each (B == 1 for prefill, T == 1 for decode). */
+static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, int B, int T,
+                   float *logits) {
+  const nc_model *m = d->m;
+  const int C = d->C, H = d->H, Hkv = d->Hkv, D = d->D, KV = d->KV, QKV = d->QKV, F = d->F;
+  const int L = d->L, V = d->V, N = B * T;
+  const float eps = FLT_EPSILON;
+  const float *P = m->params;
+  const nc_model_layout *ly = &m->lay;
+  int rc = nc_model_check_tokens(m, idx, NULL, N);
+  if (rc) return rc;
+  for (int b = 0; b < B; b++) {
+    if ((rc = check_cache(d, kcs[b], T))) return rc;
+    for (int c = 0; c < b; c++)
+      if (kcs[c] == kcs[b]) return NC_EINVAL;
+  }
+  if ((rc = ensure_work(d))) return rc;
+  nc_blas_single_thread();
+  const int gemv = T == 1 || N <= NC_DECODE_GEMV_ROWS;
+  for (int b = 0; b < B; b++) d->pos[b] = kcs[b]->seqlens[0];
+
+  /* 1. embedding + rmsnorm (only the rows of these tokens); 2. smear */
+  nc_embed_fwd(d->xn0, P + ly->wte, idx, N, C);
+  nc_rmsnorm_fwd(d->xn0, d->rstd, d->xn0, N, C, eps);
+  const float *sg = P + ly->smear_gate, lam = P[ly->smear_lambda];
+  nc_smear_fwd(d->x0, d->sig, d->xn0, NULL, B, T, C, sg, lam); /* within each chunk */
+  for (int b = 0; b < B; b++) {
+    nc_kvcache *kc = kcs[b];
+    const size_t r0 = (size_t)b * T * C;
+    /* a decoded token, or a chunk continuing a prompt: its first token smears with the
+     * previous token's embedding (one prefill of the whole prompt would do the same) */
+    if (kc->has_prev[0]) nc_smear_fwd(d->x0 + r0, d->sig + (size_t)b * T, d->xn0 + r0, kc->prev_emb, 1, 1, C, sg, lam);
+    memcpy(kc->prev_emb, d->xn0 + r0 + (size_t)(T - 1) * C, sizeof(float) * (size_t)C);
+    kc->has_prev[0] = 1;
+  }
+  memcpy(d->res, d->x0, sizeof(float) * (size_t)N * C);
+
+  /* 3. blocks */
+  const float scale = 1.0f / sqrtf((float)D);
+  for (int l = 0; l < L; l++) {
+    const nc_layer_layout *w = &ly->layer[l];
+    const layer_w *lw = &d->lw[l];
+    const float lr = P[ly->resid_lambdas + l], l0 = P[ly->x0_lambdas + l];
+    float *xm = d->xm, *res = d->res, *x0 = d->x0;
+    for (int64_t i = 0; i < (int64_t)N * C; i++) xm[i] = lr * res[i] + l0 * x0[i];
+    nc_rmsnorm_fwd(d->xn, d->rstd, xm, N, C, eps);
+    mm(d, gemv, lw->qkv, lw->qkv16, QKV, C, d->xn, N, d->qkv, 0);
+    if (w->ve_gate >= 0)
+      nc_ve_fwd(d->qkv + C + KV, QKV, d->gate, d->xn, C, idx, P + w->value_embed, P + w->ve_gate,
+                N, Hkv, D);
+    nc_qk_fwd(d->qkv, QKV, NULL, NULL, N, T, d->pos, H, Hkv, D, d->cos_t, d->sin_t, eps);
+    for (int b = 0; b < B; b++) { /* append keys/values */
+      nc_kvcache *kc = kcs[b];
+      const size_t base = (size_t)l * kc->t_max * KV;
+      for (int t = 0; t < T; t++) {
+        const float *src = d->qkv + ((size_t)b * T + t) * QKV;
+        const size_t at = base + ((size_t)d->pos[b] + t) * KV;
+        memcpy(kc->k + at, src + C, sizeof(float) * (size_t)KV);
+        memcpy(kc->v + at, src + C + KV, sizeof(float) * (size_t)KV);
+      }
+    }
+    if (T == 1) {
+      attn_decode(d, l, kcs, B);
+    } else {
+      nc_kvcache *kc = kcs[0]; /* prefill: B == 1 */
+      const size_t base = (size_t)l * kc->t_max * KV;
+      nc_attn at = {1, T, H, Hkv, D, w->window, scale, d->pos,
+                    d->qkv, (int64_t)T * QKV, QKV,
+                    kc->k + base, kc->v + base, (int64_t)kc->t_max * KV, KV,
+                    d->att, (int64_t)T * C, C, NULL};
+      nc_attn_fwd(&at, d->work);
+    }
+    mm(d, gemv, lw->proj, lw->proj16, C, C, d->att, N, xm, 1); /* post-attention residual */
+    nc_rmsnorm_fwd(d->xn, d->rstd, xm, N, C, eps);
+    mm(d, gemv, lw->fc, lw->fc16, F, C, d->xn, N, d->h, 0);
+    nc_relu2_fwd(d->h, d->h, (int64_t)N * F);
+    memcpy(res, xm, sizeof(float) * (size_t)N * C);
+    mm(d, gemv, lw->mproj, lw->mproj16, C, F, d->h, N, res, 1);
+    if (l == L / 2) memcpy(d->xb, res, sizeof(float) * (size_t)N * C);
+  }
+
+  /* 4. backout + final norm + head, for the last token of each sequence only */
+  const float lb = P[ly->backout_lambda];
+  for (int b = 0; b < B; b++) {
+    const size_t r = ((size_t)b * T + T - 1) * C;
+    float *xf = d->xf + (size_t)b * C;
+    for (int c = 0; c < C; c++) xf[c] = d->res[r + c] - lb * d->xb[r + c];
+  }
+  nc_rmsnorm_fwd(d->xf, d->rstd, d->xf, B, C, eps);
+  if (logits) {
+    mm(d, 1, d->head, d->head16, V, C, d->xf, B, logits, 0);
+    for (int b = 0; b < B; b++) softcap_row(logits + (size_t)b * V, V);
+  }
+  for (int b = 0; b < B; b++) kcs[b]->seqlens[0] += T;
+  return NC_OK;
+}
+
+int nc_decoder_prefill(nc_decoder *d, nc_kvcache *kc, const int32_t *ids, int T, float *logits) {
+  if (!d || !kc || !ids || T < 1 || T > d->max_chunk) return NC_EINVAL;
+  return forward(d, &kc, ids, 1, T, logits);
+}
+
+int nc_decoder_step(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *ids, int B,
+                    float *logits) {
+  if (!d || !kcs || !ids || !logits || B < 1 || B > d->max_rows) return NC_EINVAL;
+  for (int b = 0; b < B; b++)
+    if (!kcs[b]) return NC_EINVAL;
+  return forward(d, kcs, ids, B, 1, logits);
+}
+
+int nc_kvcache_copy(nc_kvcache *dst, const nc_kvcache *src) {
+  if (!dst || !src || dst == src || dst->B != 1 || src->B != 1 || dst->n_layer != src->n_layer ||
+      dst->Hkv != src->Hkv || dst->D != src->D || dst->C != src->C)
+    return NC_EINVAL;
+  const int n = src->seqlens[0];
+  if (n < 0 || n > dst->t_max || n > src->t_max) return NC_EINVAL;
+  const size_t KV = (size_t)src->Hkv * src->D;
+  for (int l = 0; l < src->n_layer; l++) {
+    memcpy(dst->k + (size_t)l * dst->t_max * KV, src->k + (size_t)l * src->t_max * KV,
+           sizeof(float) * (size_t)n * KV);
+    memcpy(dst->v + (size_t)l * dst->t_max * KV, src->v + (size_t)l * src->t_max * KV,
+           sizeof(float) * (size_t)n * KV);
+  }
+  memcpy(dst->prev_emb, src->prev_emb, sizeof(float) * (size_t)src->C);
+  dst->has_prev[0] = src->has_prev[0];
+  dst->seqlens[0] = n;
+  return NC_OK;
+}
