@@ -6,6 +6,7 @@
 #endif
 
 #include <float.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct nc_decoder {
   const nc_model *m;
   nc_decode_weights wt;
   int max_rows, max_chunk, t_max, cap_n;
+  int packed;              /* bf16 copies in nc_gemv's packed layout (C % 8 == 0) */
   int C, H, Hkv, D, KV, QKV, F, V, L;
   layer_w lw[NC_CFG_MAX_LAYER];
   const float *head;       /* lm_head fp32 [V, C] */
@@ -79,29 +81,37 @@ static int ensure_work(nc_decoder *d) {
   return NC_OK;
 }
 
+/* Stores one matrix's bf16 copy at *p (packed when d->packed) and advances *p. */
+static const uint16_t *put_bf16(const nc_decoder *d, uint16_t **p, const float *w, int O, int K) {
+  uint16_t *dst = *p;
+  if (d->packed) {
+    nc_gemv_bf16_pack(w, O, K, dst);
+    *p += nc_gemv_bf16_packed_size(O, K);
+  } else {
+    nc_f32_to_bf16(w, dst, (size_t)O * (size_t)K);
+    *p += (size_t)O * (size_t)K;
+  }
+  return dst;
+}
+
+static size_t bf16_elems(const nc_decoder *d, int O, int K) {
+  return d->packed ? nc_gemv_bf16_packed_size(O, K) : (size_t)O * (size_t)K;
+}
+
 void nc_decoder_sync_weights(nc_decoder *d) {
   if (!d || !d->w16) return;
   const nc_model *m = d->m;
-  const int64_t C = d->C, QKV = d->QKV, F = d->F;
+  const int C = d->C, QKV = d->QKV, F = d->F;
   uint16_t *p = d->w16;
   for (int l = 0; l < d->L; l++) {
     const nc_layer_layout *y = &m->lay.layer[l];
     layer_w *w = &d->lw[l];
-    nc_f32_to_bf16(m->params + y->c_q, p, (size_t)(QKV * C)); /* c_q, c_k, c_v adjacent */
-    w->qkv16 = p;
-    p += QKV * C;
-    nc_f32_to_bf16(m->params + y->c_proj, p, (size_t)(C * C));
-    w->proj16 = p;
-    p += C * C;
-    nc_f32_to_bf16(m->params + y->c_fc, p, (size_t)(F * C));
-    w->fc16 = p;
-    p += F * C;
-    nc_f32_to_bf16(m->params + y->mlp_c_proj, p, (size_t)(C * F));
-    w->mproj16 = p;
-    p += C * F;
+    w->qkv16 = put_bf16(d, &p, m->params + y->c_q, QKV, C); /* c_q, c_k, c_v adjacent */
+    w->proj16 = put_bf16(d, &p, m->params + y->c_proj, C, C);
+    w->fc16 = put_bf16(d, &p, m->params + y->c_fc, F, C);
+    w->mproj16 = put_bf16(d, &p, m->params + y->mlp_c_proj, C, F);
   }
-  nc_f32_to_bf16(m->params + m->lay.lm_head, p, (size_t)d->V * (size_t)C);
-  d->head16 = p;
+  d->head16 = put_bf16(d, &p, m->params + m->lay.lm_head, d->V, C);
 }
 
 static int64_t per_layer_weights(const nc_decoder *d) {
@@ -158,7 +168,10 @@ int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int 
   d->head = m->params + m->lay.lm_head;
   int rc = NC_ENOMEM;
   if (w == NC_DECODE_BF16) {
-    size_t n = (size_t)(per_layer_weights(d) * d->L + (int64_t)d->V * d->C);
+    d->packed = d->C % 8 == 0; /* every K is C or 4C */
+    size_t n = bf16_elems(d, d->V, d->C);
+    n += (size_t)d->L * (bf16_elems(d, d->QKV, d->C) + bf16_elems(d, d->C, d->C) +
+                         bf16_elems(d, d->F, d->C) + bf16_elems(d, d->C, d->F));
     if (posix_memalign((void **)&d->w16, 64, n * sizeof(uint16_t)) != 0) goto fail;
     nc_decoder_sync_weights(d);
   }
@@ -207,30 +220,98 @@ static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w1
     const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
     const float *xr = x + (size_t)r0 * K;
     float *yr = y + (size_t)r0 * O;
-    if (w16 && d->wt == NC_DECODE_BF16) nc_gemv_bf16_ex(w16, O, K, xr, K, nb, yr, O, fl, 0);
+    if (w16 && d->packed) nc_gemv_bf16_packed(w16, O, K, xr, K, nb, yr, O, fl, 0);
+    else if (w16) nc_gemv_bf16_ex(w16, O, K, xr, K, nb, yr, O, fl, 0);
     else nc_gemv_f32_ex(w, O, K, xr, K, nb, yr, O, fl, 0);
   }
 }
 
-/* dot product with a fixed summation order (8 partial sums; any vectorisation of this source
- * computes the same values) */
-static inline float dot_fixed(const float *a, const float *b, int n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
+/* ---- decode attention: one query against a sequence's cached keys/values ----------------
+ * Every value has one fixed operation order (a row's result does not depend on the batch):
+ * score j = scale * (one 8-lane FMA chain over d, fixed hsum); y[e] = (sum_j exp_j v_j[e], in
+ * j order) / sum_j exp_j. The AVX2 versions run 8 keys (scores) or 64 output lanes (values) side
+ * by side; the scalar versions (also used when D % 8 != 0) are the readable definition. */
+
+#define NC_AVX2 __attribute__((target("avx2,fma")))
+
+static void qk_scalar(const float *q, const float *K, size_t ld, int n, int D, float scale, float *s) {
+  for (int j = 0; j < n; j++) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float *k = K + (size_t)j * ld;
+    for (int e = 0; e + 8 <= D; e += 8)
+      for (int i = 0; i < 8; i++) acc[i] += q[e + i] * k[e + i];
+    float t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (int e = D & ~7; e < D; e++) t += q[e] * k[e];
+    s[j] = scale * t;
+  }
+}
+
+static void pv_scalar(const float *p, const float *V, size_t ld, int n, int D, float inv, float *y) {
+  for (int e = 0; e < D; e++) y[e] = 0.0f;
+  for (int j = 0; j < n; j++)
+    for (int e = 0; e < D; e++) y[e] += p[j] * V[(size_t)j * ld + e];
+  for (int e = 0; e < D; e++) y[e] *= inv;
+}
+
+NC_AVX2 static inline float hsum8(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+  return _mm_cvtss_f32(lo);
+}
+
+NC_AVX2 static void qk_avx2(const float *q, const float *K, size_t ld, int n, int D, float scale,
+                            float *s) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const float *k = K + (size_t)j * ld;
+    __m256 a[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+    for (int e = 0; e < D; e += 8) {
+      __m256 qv = _mm256_loadu_ps(q + e);
+      for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)i * ld + e), qv, a[i]);
+    }
+    for (int i = 0; i < 8; i++) s[j + i] = scale * hsum8(a[i]);
+  }
+  for (; j < n; j++) {
+    const float *k = K + (size_t)j * ld;
+    __m256 a = _mm256_setzero_ps();
+    for (int e = 0; e < D; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(k + e), _mm256_loadu_ps(q + e), a);
+    s[j] = scale * hsum8(a);
+  }
+}
+
+NC_AVX2 static void pv_avx2(const float *p, const float *V, size_t ld, int n, int D, float inv,
+                            float *y) {
+  const __m256 vi = _mm256_set1_ps(inv);
+  int e0 = 0;
+  for (; e0 + 64 <= D; e0 += 64) {
+    __m256 a[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const float *v = V + (size_t)j * ld + e0;
+      for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * i), a[i]);
+    }
+    for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + e0 + 8 * i, _mm256_mul_ps(a[i], vi));
+  }
+  for (; e0 < D; e0 += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++)
+      a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + (size_t)j * ld + e0), a);
+    _mm256_storeu_ps(y + e0, _mm256_mul_ps(a, vi));
+  }
 }
 
 /* One query per sequence (decode): y(b, h) = softmax(scale q k^T over the window) v, with keys
  * and values read from sequence b's cache. Tasks (b, h) are independent; each uses its
- * thread's score scratch, so a row's result does not depend on the batch. */
+ * thread's score scratch. */
 static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
   const int H = d->H, D = d->D, KV = d->KV, QKV = d->QKV, C = d->C, rep = d->H / d->Hkv;
   const int window = d->m->lay.layer[l].window;
   const float scale = 1.0f / sqrtf((float)D);
+  const int vec = D % 8 == 0 && nc_gemv_has_avx2();
   double est = 0;
   for (int b = 0; b < B; b++) est += (double)(d->pos[b] + 1) * H * D;
   const size_t stride = rup((size_t)d->t_max);
@@ -246,16 +327,13 @@ static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
     const float *K = kc->k + base + (size_t)lo * KV + (size_t)g * D;
     const float *Vv = kc->v + base + (size_t)lo * KV + (size_t)g * D;
     const float *q = d->qkv + (size_t)b * QKV + (size_t)h * D;
-    for (int j = 0; j < n; j++) s[j] = scale * dot_fixed(q, K + (size_t)j * KV, D);
-    float mx = nc_vmax(s, n);
-    double sum = nc_exp_affine_sum(s, n, 1.0f, mx);
-    float inv = (float)(1.0 / sum);
     float *y = d->att + (size_t)b * C + (size_t)h * D;
-    for (int e = 0; e < D; e++) y[e] = 0.0f;
-    for (int j = 0; j < n; j++) {
-      const float pj = s[j] * inv, *vr = Vv + (size_t)j * KV;
-      for (int e = 0; e < D; e++) y[e] += pj * vr[e];
-    }
+    if (vec) qk_avx2(q, K, (size_t)KV, n, D, scale, s);
+    else qk_scalar(q, K, (size_t)KV, n, D, scale, s);
+    const float mx = nc_vmax(s, n);
+    const float inv = (float)(1.0 / nc_exp_affine_sum(s, n, 1.0f, mx));
+    if (vec) pv_avx2(s, Vv, (size_t)KV, n, D, inv, y);
+    else pv_scalar(s, Vv, (size_t)KV, n, D, inv, y);
   }
 }
 

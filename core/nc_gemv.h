@@ -20,7 +20,8 @@
  * Every fast kernel has a plain C reference (nc_gemv_*_ref) that tests compare with; the fast
  * path is chosen at run time (AVX2+FMA when the CPU has it, else the reference).
  * Threading: `threads` > 1 splits the output rows over that many OpenMP threads; call from
- * outside an OpenMP parallel region. No allocation, no global state.
+ * outside an OpenMP parallel region. No allocation; the only global state is the kernel family
+ * override of nc_gemv_force_isa.
  */
 #ifndef NC_GEMV_H
 #define NC_GEMV_H
@@ -63,6 +64,33 @@ int nc_gemv_bf16_ref(const uint16_t *W, int O, int K, const float *x, int ldx, i
                      int ldy);
 int nc_gemv_f32_ref(const float *W, int O, int K, const float *x, int ldx, int B, float *y,
                     int ldy);
+
+/* Packed bf16 matrices: the layout the decoder keeps its bf16 copies in. Rows are grouped in
+ * tiles of 8 (the last tile padded with zero rows) and each tile is stored as K/8 blocks of
+ * 8 rows x 8 consecutive k, so a matrix-vector product reads the weights as one sequential
+ * stream (about 2x the bandwidth of 8 interleaved row streams on this machine). K must be a
+ * multiple of 8. Element (o, k) is at ((o/8 * K/8 + k/8) * 8 + o%8) * 8 + k%8.
+ * Results are batch-invariant like the kernels above (not bit-identical to them). */
+
+/* Elements of a packed O x K matrix (0 for bad sizes). */
+size_t nc_gemv_bf16_packed_size(int O, int K);
+/* Packs fp32 W [O, K] into dst (nc_gemv_bf16_packed_size(O, K) elements), rounding to bf16.
+ * NC_OK, or NC_EINVAL (NULL, O < 1, K not a positive multiple of 8). */
+int nc_gemv_bf16_pack(const float *W, int O, int K, uint16_t *dst);
+/* y (=, or +=) W x with packed W; arguments as nc_gemv_bf16_ex plus K % 8 == 0. */
+int nc_gemv_bf16_packed(const uint16_t *Wp, int O, int K, const float *x, int ldx, int B,
+                        float *y, int ldy, int flags, int threads);
+/* Reference of nc_gemv_bf16_packed (single thread, scalar, y overwritten). */
+int nc_gemv_bf16_packed_ref(const uint16_t *Wp, int O, int K, const float *x, int ldx, int B,
+                            float *y, int ldy);
+
+/* Kernel families. AUTO (the default) picks the best the CPU has: for packed matrices with
+ * B >= 2 AVX-512 when available (bit-identical to AVX2 by construction), else AVX2, else the
+ * scalar path. nc_gemv_force_isa selects one process-wide (tests and benchmarks compare the
+ * paths); NC_ENOTSUP when the CPU lacks it, NC_EINVAL for an unknown value. Applies to
+ * nc_gemv_bf16_packed. */
+enum { NC_GEMV_ISA_AUTO = 0, NC_GEMV_ISA_SCALAR = 1, NC_GEMV_ISA_AVX2 = 2, NC_GEMV_ISA_AVX512 = 3 };
+int nc_gemv_force_isa(int isa);
 
 /* 1 when the AVX2 path is in use on this CPU. */
 int nc_gemv_has_avx2(void);
