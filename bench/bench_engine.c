@@ -32,6 +32,7 @@
 
 #include "nc_decode.h"
 #include "nc_engine.h"
+#include "bench_util.h"
 #include "nc_err.h"
 #include "nc_gemv.h"
 #include "nc_kernels.h"
@@ -39,21 +40,6 @@
 #include "nc_model_config.h"
 #include "nc_sample.h"
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof(double), cmp_d);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int argmax(const float *v, int n) {
   int b = 0;
@@ -132,21 +118,21 @@ static int time_decoder(nc_model *m, nc_decode_weights w, const int32_t *prompt,
   out->tokens = malloc(sizeof(int32_t) * (size_t)gen);
   for (int r = 0; r <= reps; r++) { /* rep 0 is warm-up */
     nc_kvcache_reset(kc);
-    double t0 = now();
+    double t0 = nc_bench_now();
     if (nc_decoder_prefill(d, kc, prompt, P, lg)) return -1;
-    pt[r] = now() - t0;
+    pt[r] = nc_bench_now() - t0;
   }
   int32_t tok = argmax(lg, V);
   for (int i = 0; i < gen; i++) {
     out->tokens[i] = tok;
     nc_kvcache *rows[1] = {kc};
-    double t0 = now();
+    double t0 = nc_bench_now();
     if (nc_decoder_step(d, rows, &tok, 1, lg)) return -1;
-    dt[i] = now() - t0;
+    dt[i] = nc_bench_now() - t0;
     tok = argmax(lg, V);
   }
-  out->prefill_tok_s = P / median(pt + 1, reps);
-  out->decode_ms = median(dt, gen) * 1e3;
+  out->prefill_tok_s = P / nc_bench_median(pt + 1, reps);
+  out->decode_ms = nc_bench_median(dt, gen) * 1e3;
   out->decode_tok_s = 1e3 / out->decode_ms;
   nc_kvcache_free(kc);
   nc_decoder_free(d);
@@ -226,7 +212,7 @@ static int stream_cb(void *user, const nc_gen_event *ev) {
   stream_arg *a = user;
   stream_state *s = a->st;
   pthread_mutex_lock(&s->mu);
-  double t = now();
+  double t = nc_bench_now();
   if (ev->kind == NC_GEN_TOKEN) {
     s->tokens++;
     s->t_last = t;
@@ -276,7 +262,7 @@ static int run_streams(nc_model *m, nc_decode_weights w, int threads, int S, int
   p.max_tokens = gen;
   p.sampling.temperature = 0.0f;
   p.tools = 0;
-  double t0 = now();
+  double t0 = nc_bench_now();
   for (int i = 0; i < S; i++) {
     for (int k = 0; k < P; k++) prompt[k] = (int32_t)((1000003u * (unsigned)(k + 1) + 7919u * (unsigned)i) % (unsigned)(V - 9));
     args[i].st = &st;

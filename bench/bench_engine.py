@@ -30,31 +30,18 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+from bench_env import tuned_env
 
 
 def torch_worker(a):
-    import numpy as np
     import torch
     sys.path.insert(0, os.path.join(ROOT, "tests", "parity"))
     import nanochat_torch as nt
     torch.set_num_threads(a.threads)
-    with open(os.path.join(a.dir, "manifest.json")) as f:
-        man = json.load(f)
-    flat = np.fromfile(os.path.join(a.dir, "params.f32"), dtype="<f4")
-    prompt = np.fromfile(os.path.join(a.dir, "prompt.i32"), dtype="<i4").astype(np.int64)
-    cfg = nt.GPTConfig(**man["config"])
-    model = nt.GPT(cfg)
-    sd = {}
-    for t in man["tensors"]:
-        n = int(np.prod(t["shape"]))
-        sd[t["name"]] = torch.from_numpy(flat[t["offset"]:t["offset"] + n].reshape(t["shape"]).copy())
-    missing, unexpected = model.load_state_dict(sd, strict=True)
-    assert not missing and not unexpected
-    del sd, flat
+    cfg, model, prompt = nt.load_dump(a.dir)
     model.eval()
-    P, gen = len(prompt), a.gen
-    idx = torch.from_numpy(prompt).view(1, P)
+    P, gen = prompt.shape[1], a.gen
+    idx = prompt
     res = {"impl": "pytorch", "torch": torch.__version__, "threads": a.threads,
            "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
@@ -85,22 +72,13 @@ def torch_worker(a):
     print(json.dumps(res))
 
 
-def env_for(threads, preload):
-    env = dict(os.environ)
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
-    env["OMP_NUM_THREADS"] = str(threads)
-    if preload and os.path.exists(TCMALLOC):
-        env["LD_PRELOAD"] = (TCMALLOC + " " + env.get("LD_PRELOAD", "")).strip()
-    return env
-
-
 def run_c(a, depth, threads, d):
     exe = os.path.join(a.build, "bench", "bench_engine")
     cmd = [exe, "--depth", str(depth), "--threads", str(threads), "--vocab", str(a.vocab),
            "--seq", str(a.seq), "--prompt", str(a.prompt), "--gen", str(a.gen), "--reps", str(a.reps),
            "--streams", a.streams, "--stream-prompt", str(a.stream_prompt), "--dump", d]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                         env=env_for(threads, False)).stdout
+                         env=tuned_env(threads, preload=False)).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -108,7 +86,7 @@ def run_torch(a, threads, d):
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--dir", d,
            "--threads", str(threads), "--gen", str(a.gen), "--reps", str(a.reps)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                         env=env_for(threads, True)).stdout
+                         env=tuned_env(threads)).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

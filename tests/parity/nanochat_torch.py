@@ -146,7 +146,8 @@ class CausalSelfAttention(nn.Module):
         self.ve_gate = (nn.Linear(self.ve_gate_channels, self.n_kv_head, bias=False)
                         if has_ve(layer_idx, config.n_layer) else None)
 
-    def forward(self, x, ve, cos_sin, window):
+    def qkv(self, x, ve, cos_sin):
+        """q, k after RoPE, QK-norm and *1.2; v after the value embedding."""
         B, T, C = x.size()
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
@@ -160,6 +161,11 @@ class CausalSelfAttention(nn.Module):
         q, k = rms_norm(q), rms_norm(k)
         q = q * 1.2
         k = k * 1.2
+        return q, k, v
+
+    def forward(self, x, ve, cos_sin, window):
+        B, T, C = x.size()
+        q, k, v = self.qkv(x, ve, cos_sin)
         y = attention(q, k, v, window)
         return self.c_proj(y.contiguous().view(B, T, -1))
 
@@ -464,16 +470,7 @@ def attention_cached(q, k, v, p0, window):
 
 def _attn_forward_cached(self, x, ve, cos_sin, window, kv, li):
     B, T, C = x.size()
-    q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
-    k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
-    v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
-    if ve is not None:
-        ve = ve.view(B, T, self.n_kv_head, self.head_dim)
-        gate = 3 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))
-        v = v + gate.unsqueeze(-1) * ve
-    cos, sin = cos_sin
-    q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)
-    q, k = rms_norm(q) * 1.2, rms_norm(k) * 1.2
+    q, k, v = self.qkv(x, ve, cos_sin)
     p0 = kv.pos
     kv.k[li, :B, p0:p0 + T] = k
     kv.v[li, :B, p0:p0 + T] = v
@@ -519,3 +516,27 @@ def _gpt_forward_cached(self, idx, kv, last_only=False):
 
 
 GPT.forward_cached = _gpt_forward_cached
+
+
+def load_dump(d):
+    """A model written by bench_engine --dump (or nc_model_check): manifest.json (config, tensor
+    names/offsets/shapes) + params.f32 (the flat buffer), loaded by state-dict name (strict), and
+    prompt.i32 as a [1, T] tensor when present. Returns (config, model, prompt or None)."""
+    import os
+    with open(os.path.join(d, "manifest.json")) as f:
+        man = json.load(f)
+    flat = np.fromfile(os.path.join(d, "params.f32"), dtype="<f4")
+    cfg = GPTConfig(**man["config"])
+    model = GPT(cfg)
+    sd = {}
+    for t in man["tensors"]:
+        n = int(np.prod(t["shape"]))
+        sd[t["name"]] = torch.from_numpy(flat[t["offset"]:t["offset"] + n].reshape(t["shape"]).copy())
+    missing, unexpected = model.load_state_dict(sd, strict=True)
+    if missing or unexpected:
+        raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    prompt = None
+    path = os.path.join(d, "prompt.i32")
+    if os.path.exists(path):
+        prompt = torch.from_numpy(np.fromfile(path, dtype="<i4").astype(np.int64)).view(1, -1)
+    return cfg, model, prompt

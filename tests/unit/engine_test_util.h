@@ -57,17 +57,9 @@ inline std::vector<int32_t> bytes(const std::string &s) {
 }
 
 // A random tiny model (every tensor non-trivial) over the fake tokenizer's vocabulary.
-struct RandomModel {
-  nc_model_config cfg;
-  nc_model *m = nullptr;
-  explicit RandomModel(int seq = 96, uint64_t seed = 21) {
-    cfg = nct::tiny(2, 64, 2, seq, NTOK, "SL", 8);
-    EXPECT_EQ(nc_model_create(&cfg, &m, nullptr, 0), NC_OK);
-    std::vector<double> p = nct::random_params<double>(cfg, seed);
-    float *buf = nc_model_param_buffer(m, nullptr);
-    for (size_t i = 0; i < p.size(); i++) buf[i] = (float)p[i];
-  }
-  ~RandomModel() { nc_model_free(m); }
+struct RandomModel : nct::ModelFixture {
+  explicit RandomModel(int seq = 96, uint64_t seed = 21)
+      : nct::ModelFixture(nct::tiny(2, 64, 2, seq, NTOK, "SL", 8), seed) {}
 };
 
 // A model whose greedy continuation of token t is succ[t]: blocks are zero (identity), smear and
@@ -112,6 +104,34 @@ inline std::map<int, int> chain(const std::vector<int> &s) {
     m[s[i]] = s[i + 1];
   }
   return m;
+}
+
+// Python's bytes.decode('utf-8', 'replace'): an independent, plain implementation of the
+// maximal-subpart rule (one U+FFFD per invalid subpart) used to check nc_utf8.
+inline std::string reference_replace(const std::string &s) {
+  std::string out;
+  size_t i = 0;
+  auto cont = [&](size_t k, int lo, int hi) { return k < s.size() && (unsigned char)s[k] >= lo && (unsigned char)s[k] <= hi; };
+  while (i < s.size()) {
+    unsigned char c = s[i];
+    int n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 1) { out += (char)c; i++; continue; }
+    if (n == 0) { out += "\xEF\xBF\xBD"; i++; continue; }
+    int lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    size_t k = i + 1;
+    bool ok = true;
+    for (int j = 1; j < n; j++, k++) {
+      if (!cont(k, j == 1 ? lo : 0x80, j == 1 ? hi : 0xBF)) { ok = false; break; }
+    }
+    if (ok) out += s.substr(i, n);
+    else out += "\xEF\xBF\xBD";
+    i = ok ? i + n : k;
+  }
+  return out;
 }
 
 struct Done {

@@ -444,33 +444,7 @@ TEST(Engine, Utf8StreamingNeverSplitsACodePoint) {
 }
 
 // Random byte tokens from a random model: every delta is valid UTF-8 and their concatenation is
-// the replacement decoding of all the bytes (computed here by a separate simple decoder).
-std::string reference_replace(const std::string &s) {
-  std::string out;
-  size_t i = 0;
-  auto cont = [&](size_t k, int lo, int hi) { return k < s.size() && (unsigned char)s[k] >= lo && (unsigned char)s[k] <= hi; };
-  while (i < s.size()) {
-    unsigned char c = s[i];
-    int n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (n == 1) { out += (char)c; i++; continue; }
-    if (n == 0) { out += "\xEF\xBF\xBD"; i++; continue; }
-    int lo = 0x80, hi = 0xBF;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    size_t k = i + 1;
-    bool ok = true;
-    for (int j = 1; j < n; j++, k++) {
-      if (!cont(k, j == 1 ? lo : 0x80, j == 1 ? hi : 0xBF)) { ok = false; break; }
-    }
-    if (ok) out += s.substr(i, n);
-    else out += "\xEF\xBF\xBD";
-    i = ok ? i + n : k;
-  }
-  return out;
-}
-
+// the replacement decoding of all the bytes (ect::reference_replace, a separate simple decoder).
 TEST(Engine, Utf8StreamingOfRandomBytes) {
   RandomModel rm(256);
   Engine E(rm.m, 2, NC_DECODE_BF16);

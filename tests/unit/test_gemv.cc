@@ -193,3 +193,102 @@ TEST(Gemv, BadFlagsAndF32Arguments) {
   EXPECT_EQ(nc_gemv_f32_ref(w, 2, 2, x, 1, 1, y, 2), NC_EINVAL);
   EXPECT_EQ(nc_gemv_f32_ex(w, 2, 2, x, 2, 1, y, 2, NC_GEMV_ACCUMULATE, 1), NC_OK);
 }
+
+// Packed bf16 layout: pack is the layout documented in the header, the fast kernels match the
+// reference, accumulate adds, rows beyond O are never written.
+TEST(GemvPacked, PackLayoutAndFastMatchesReference) {
+  std::mt19937 g(31);
+  std::normal_distribution<float> n(0, 1);
+  int shapes[][2] = {{1, 8}, {7, 16}, {8, 64}, {13, 40}, {130, 256}, {1024, 512}};
+  for (auto &s : shapes) {
+    const int O = s[0], K = s[1];
+    std::vector<float> wf((size_t)O * K);
+    for (auto &v : wf) v = n(g) * 0.05f;
+    std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K), 0xffff), wb(wf.size());
+    ASSERT_EQ(wp.size(), (size_t)((O + 7) / 8) * 8 * K);
+    ASSERT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
+    nc_f32_to_bf16(wf.data(), wb.data(), wf.size());
+    for (int o = 0; o < (O + 7) / 8 * 8; o++)
+      for (int k = 0; k < K; k++) {
+        size_t at = (((size_t)(o / 8) * (K / 8) + k / 8) * 8 + o % 8) * 8 + k % 8;
+        ASSERT_EQ(wp[at], o < O ? wb[(size_t)o * K + k] : 0) << o << "," << k;
+      }
+    for (int B : {1, 2, 3, 4, 5, 9, 17})
+      for (int th : {1, 2}) {
+        const int ldx = K + 3, ldy = O + 2;
+        std::vector<float> x((size_t)B * ldx), y0((size_t)B * ldy);
+        for (auto &v : x) v = n(g);
+        for (auto &v : y0) v = n(g);
+        std::vector<float> y = y0, ya = y0, yr((size_t)B * ldy), yu((size_t)B * ldy);
+        ASSERT_EQ(nc_gemv_bf16_packed(wp.data(), O, K, x.data(), ldx, B, y.data(), ldy, 0, th), NC_OK);
+        ASSERT_EQ(nc_gemv_bf16_packed(wp.data(), O, K, x.data(), ldx, B, ya.data(), ldy, NC_GEMV_ACCUMULATE, th), NC_OK);
+        ASSERT_EQ(nc_gemv_bf16_packed_ref(wp.data(), O, K, x.data(), ldx, B, yr.data(), ldy), NC_OK);
+        ASSERT_EQ(nc_gemv_bf16_ref(wb.data(), O, K, x.data(), ldx, B, yu.data(), ldy), NC_OK);
+        for (int b = 0; b < B; b++) {
+          for (int o = 0; o < O; o++) {
+            size_t i = (size_t)b * ldy + o;
+            ASSERT_NEAR(y[i], yr[i], 1e-4f * (1.0f + std::sqrt((float)K))) << O << "x" << K << " B=" << B;
+            ASSERT_EQ(yr[i], yu[i]);  // same weights, same order: the references agree exactly
+            ASSERT_NEAR(ya[i], y0[i] + yr[i], 1e-4f * (2.0f + std::sqrt((float)K)));
+          }
+          for (int o = O; o < ldy; o++) {
+            ASSERT_EQ(y[(size_t)b * ldy + o], y0[(size_t)b * ldy + o]) << "wrote past O";
+            ASSERT_EQ(ya[(size_t)b * ldy + o], y0[(size_t)b * ldy + o]);
+          }
+        }
+      }
+  }
+}
+
+// Bit-exact batch invariance of the packed kernels, across every kernel family the CPU has
+// (B == 1 always runs AVX2; B >= 2 runs AVX-512 where available: they must agree bit for bit).
+TEST(GemvPacked, BatchInvariantAcrossBatchThreadsAndIsa) {
+  std::mt19937 g(37);
+  std::normal_distribution<float> n(0, 1);
+  const int O = 203, K = 192;
+  std::vector<float> wf((size_t)O * K), x((size_t)NC_GEMV_MAX_B * K);
+  for (auto &v : wf) v = n(g) * 0.05f;
+  for (auto &v : x) v = n(g);
+  std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K));
+  ASSERT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
+  std::vector<float> one(O);
+  ASSERT_EQ(nc_gemv_force_isa(NC_GEMV_ISA_AVX2), nc_gemv_has_avx2() ? NC_OK : NC_ENOTSUP);
+  ASSERT_EQ(nc_gemv_bf16_packed(wp.data(), O, K, x.data(), K, 1, one.data(), O, 0, 1), NC_OK);
+  int tested = 0;
+  for (int isa : {NC_GEMV_ISA_AVX2, NC_GEMV_ISA_AVX512}) {
+    if (nc_gemv_force_isa(isa) != NC_OK) continue;
+    tested++;
+    for (int B : {1, 2, 3, 4, 7, 16, NC_GEMV_MAX_B})
+      for (int th : {1, 2, 3})
+        for (int p = 0; p < B; p += (B > 8 ? 7 : 1)) {
+          std::vector<float> xb((size_t)B * K), y((size_t)B * O);
+          for (int b = 0; b < B; b++)
+            memcpy(&xb[(size_t)b * K], &x[(size_t)(b == p ? 0 : (b + 1) % NC_GEMV_MAX_B) * K], sizeof(float) * K);
+          ASSERT_EQ(nc_gemv_bf16_packed(wp.data(), O, K, xb.data(), K, B, y.data(), O, 0, th), NC_OK);
+          ASSERT_EQ(0, memcmp(&y[(size_t)p * O], one.data(), sizeof(float) * O))
+              << "isa " << isa << " B=" << B << " p=" << p << " th=" << th;
+        }
+  }
+  EXPECT_EQ(nc_gemv_force_isa(NC_GEMV_ISA_AUTO), NC_OK);
+  EXPECT_GE(tested, nc_gemv_has_avx2() ? 1 : 0);
+  // the scalar family computes the same function (another order: close, not bit-exact)
+  ASSERT_EQ(nc_gemv_force_isa(NC_GEMV_ISA_SCALAR), NC_OK);
+  std::vector<float> ys(O);
+  ASSERT_EQ(nc_gemv_bf16_packed(wp.data(), O, K, x.data(), K, 1, ys.data(), O, 0, 1), NC_OK);
+  for (int o = 0; o < O; o++) ASSERT_NEAR(ys[o], one[o], 1e-4f * 15);
+  EXPECT_EQ(nc_gemv_force_isa(NC_GEMV_ISA_AUTO), NC_OK);
+}
+
+TEST(GemvPacked, BadArguments) {
+  float w[16] = {0}, x[16] = {0}, y[16] = {0};
+  uint16_t wp[64] = {0};
+  EXPECT_EQ(nc_gemv_bf16_pack(w, 2, 12, wp), NC_EINVAL);  // K % 8
+  EXPECT_EQ(nc_gemv_bf16_pack(w, 0, 8, wp), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16_pack(nullptr, 1, 8, wp), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16_packed_size(0, 8), 0u);
+  EXPECT_EQ(nc_gemv_bf16_packed(wp, 1, 12, x, 12, 1, y, 1, 0, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16_packed(wp, 1, 8, x, 8, 1, y, 1, 8, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16_packed_ref(wp, 1, 8, x, 4, 1, y, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_force_isa(9), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16_packed(wp, 1, 8, x, 8, 1, y, 1, 0, 1), NC_OK);
+}
