@@ -395,16 +395,19 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
   }
   memcpy(d->res, d->x0, sizeof(float) * (size_t)N * C);
 
-  /* 3. blocks */
+  /* 3. blocks. n = rows still needed, tl = tokens per sequence among them: a prefill needs
+   * every token's keys/values in every layer, but only its last token after the last layer's
+   * attention, so that layer finishes on one row (1/L of a prefill saved). */
   const float scale = 1.0f / sqrtf((float)D);
+  int n = N, tl = T;
   for (int l = 0; l < L; l++) {
     const nc_layer_layout *w = &ly->layer[l];
     const layer_w *lw = &d->lw[l];
     const float lr = P[ly->resid_lambdas + l], l0 = P[ly->x0_lambdas + l];
     float *xm = d->xm, *res = d->res, *x0 = d->x0;
-    for (int64_t i = 0; i < (int64_t)N * C; i++) xm[i] = lr * res[i] + l0 * x0[i];
-    nc_rmsnorm_fwd(d->xn, d->rstd, xm, N, C, eps);
-    mm(d, gemv, lw->qkv, lw->qkv16, QKV, C, d->xn, N, d->qkv, 0);
+    for (int64_t i = 0; i < (int64_t)n * C; i++) xm[i] = lr * res[i] + l0 * x0[i];
+    nc_rmsnorm_fwd(d->xn, d->rstd, xm, n, C, eps);
+    mm(d, gemv, lw->qkv, lw->qkv16, QKV, C, d->xn, n, d->qkv, 0);
     if (w->ve_gate >= 0)
       nc_ve_fwd(d->qkv + C + KV, QKV, d->gate, d->xn, C, idx, P + w->value_embed, P + w->ve_gate,
                 N, Hkv, D);
@@ -421,6 +424,14 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
     }
     if (T == 1) {
       attn_decode(d, l, kcs, B);
+    } else if (l == L - 1) { /* prefill, last layer: the last query only (B == 1) */
+      memmove(d->qkv, d->qkv + (size_t)(T - 1) * QKV, sizeof(float) * (size_t)QKV);
+      memmove(xm, xm + (size_t)(T - 1) * C, sizeof(float) * (size_t)C);
+      if (L / 2 < l) memmove(d->xb, d->xb + (size_t)(T - 1) * C, sizeof(float) * (size_t)C);
+      d->pos[0] += T - 1;
+      attn_decode(d, l, kcs, 1);
+      d->pos[0] -= T - 1;
+      n = tl = 1;
     } else {
       nc_kvcache *kc = kcs[0]; /* prefill: B == 1 */
       const size_t base = (size_t)l * kc->t_max * KV;
@@ -430,19 +441,19 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
                     d->att, (int64_t)T * C, C, NULL};
       nc_attn_fwd(&at, d->work);
     }
-    mm(d, gemv, lw->proj, lw->proj16, C, C, d->att, N, xm, 1); /* post-attention residual */
-    nc_rmsnorm_fwd(d->xn, d->rstd, xm, N, C, eps);
-    mm(d, gemv, lw->fc, lw->fc16, F, C, d->xn, N, d->h, 0);
-    nc_relu2_fwd(d->h, d->h, (int64_t)N * F);
-    memcpy(res, xm, sizeof(float) * (size_t)N * C);
-    mm(d, gemv, lw->mproj, lw->mproj16, C, F, d->h, N, res, 1);
-    if (l == L / 2) memcpy(d->xb, res, sizeof(float) * (size_t)N * C);
+    mm(d, gemv, lw->proj, lw->proj16, C, C, d->att, n, xm, 1); /* post-attention residual */
+    nc_rmsnorm_fwd(d->xn, d->rstd, xm, n, C, eps);
+    mm(d, gemv, lw->fc, lw->fc16, F, C, d->xn, n, d->h, 0);
+    nc_relu2_fwd(d->h, d->h, (int64_t)n * F);
+    memcpy(res, xm, sizeof(float) * (size_t)n * C);
+    mm(d, gemv, lw->mproj, lw->mproj16, C, F, d->h, n, res, 1);
+    if (l == L / 2) memcpy(d->xb, res, sizeof(float) * (size_t)n * C);
   }
 
   /* 4. backout + final norm + head, for the last token of each sequence only */
   const float lb = P[ly->backout_lambda];
   for (int b = 0; b < B; b++) {
-    const size_t r = ((size_t)b * T + T - 1) * C;
+    const size_t r = ((size_t)b * tl + tl - 1) * C;
     float *xf = d->xf + (size_t)b * C;
     for (int c = 0; c < C; c++) xf[c] = d->res[r + c] - lb * d->xb[r + c];
   }

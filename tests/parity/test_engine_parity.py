@@ -65,8 +65,8 @@ class EngineParity(unittest.TestCase):
     def test_depth1_small_vocab(self):
         self.run_case(1, 512, 24, 24)
 
-    def test_depth2_longer_prompt(self):
-        self.run_case(2, 1024, 70, 16)
+    def test_depth3_longer_prompt_backout_before_last_layer(self):
+        self.run_case(3, 1024, 70, 16)
 
 
 if __name__ == "__main__":
