@@ -1,12 +1,14 @@
 /* bench_engine.c — inference speed of the C engine for one model depth: prefill tok/s,
- * batch-1 decode tok/s (fp32 and bf16 weights, decoder alone and through the engine), aggregate
+ * batch-1 decode tok/s (fp32, bf16 and bf16-dot weights; decoder alone), aggregate
  * tok/s with several concurrent streams through the engine, and the bf16-vs-fp32 accuracy check.
+ * --weights is the engine's precision for the stream runs (auto: the fastest the CPU has); the
+ * decoder alone is timed at every precision available, each checked against fp32.
  * Prints one JSON object. bench/bench_engine.py runs this and the PyTorch reference with the
  * same weights side by side.
  *
  *   bench_engine --depth 8 [--vocab 32768] [--seq 2048] [--threads 2] [--prompt 256]
  *                [--gen 64] [--streams 1,4,16] [--stream-prompt 64] [--reps 5]
- *                [--weights bf16|f32] [--dump DIR] [--seed 1]
+ *                [--weights auto|bf16_dot|bf16|f32] [--dump DIR] [--seed 1]
  *
  * Weights: nanochat's init (seed) with attn.c_proj, mlp.c_proj drawn like c_q and lm_head from
  * N(0, 2/sqrt(C)), so every matrix is non-trivial and logits are O(1) (nanochat's init zeroes
@@ -142,15 +144,16 @@ static int time_decoder(nc_model *m, nc_decode_weights w, const int32_t *prompt,
   return 0;
 }
 
-/* bf16 against fp32: teacher-forced over the fp32 greedy tokens (max |logit diff|, argmax
- * agreement), and the common prefix of the two free-running greedy sequences. */
-static void accuracy(nc_model *m, const int32_t *prompt, int P, const int32_t *ref, const int32_t *b16,
-                     int gen, double *max_diff, int *agree, int *prefix) {
+/* A reduced precision `w` against fp32: teacher-forced over the fp32 greedy tokens (max |logit
+ * diff|, argmax agreement), and the common prefix of the two free-running greedy sequences. */
+static void accuracy(nc_model *m, nc_decode_weights w, const int32_t *prompt, int P,
+                     const int32_t *ref, const int32_t *own, int gen, double *max_diff, int *agree,
+                     int *prefix) {
   const int V = nc_model_get_config(m)->vocab_size;
   nc_decoder *d32, *d16;
   nc_kvcache *a, *b;
   nc_decoder_create(m, NC_DECODE_F32, 1, P, P + gen + 1, &d32);
-  nc_decoder_create(m, NC_DECODE_BF16, 1, P, P + gen + 1, &d16);
+  nc_decoder_create(m, w, 1, P, P + gen + 1, &d16);
   nc_kvcache_create(m, 1, P + gen + 1, &a);
   nc_kvcache_create(m, 1, P + gen + 1, &b);
   float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
@@ -169,7 +172,7 @@ static void accuracy(nc_model *m, const int32_t *prompt, int P, const int32_t *r
     nc_decoder_step(d16, rb, &ref[i], 1, lb);
   }
   *prefix = 0;
-  while (*prefix < gen && ref[*prefix] == b16[*prefix]) (*prefix)++;
+  while (*prefix < gen && ref[*prefix] == own[*prefix]) (*prefix)++;
   free(la);
   free(lb);
   nc_kvcache_free(a);
@@ -292,7 +295,7 @@ static int run_streams(nc_model *m, nc_decode_weights w, int threads, int S, int
 int main(int argc, char **argv) {
   int depth = 8, vocab = 32768, seq = 2048, threads = 2, P = 256, gen = 64, reps = 5, SP = 64;
   uint64_t seed = 1;
-  const char *streams = "1,4,16", *weights = "bf16", *dump_dir = NULL;
+  const char *streams = "1,4,16", *weights = "auto", *dump_dir = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--depth")) depth = atoi(v);
@@ -316,7 +319,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bad arguments\n");
     return 2;
   }
-  const nc_decode_weights w = strcmp(weights, "f32") ? NC_DECODE_BF16 : NC_DECODE_F32;
+  const nc_decode_weights w = !strcmp(weights, "f32")        ? NC_DECODE_F32
+                              : !strcmp(weights, "bf16")     ? NC_DECODE_BF16
+                              : !strcmp(weights, "bf16_dot") ? NC_DECODE_BF16_DOT
+                                                             : NC_DECODE_AUTO;
   omp_set_num_threads(threads);
   nc_blas_single_thread();
   nc_model_config cfg;
@@ -337,43 +343,44 @@ int main(int argc, char **argv) {
     fprintf(stderr, "dump to %s failed\n", dump_dir);
     return 1;
   }
-  dec_result r32, r16;
-  if (time_decoder(m, NC_DECODE_F32, prompt, P, gen, reps, &r32) ||
-      time_decoder(m, NC_DECODE_BF16, prompt, P, gen, reps, &r16)) {
-    fprintf(stderr, "decoder failed\n");
-    return 1;
-  }
-  double max_diff;
-  int agree, prefix;
-  accuracy(m, prompt, P, r32.tokens, r16.tokens, gen, &max_diff, &agree, &prefix);
-  nc_decoder *pd;
-  int64_t wbytes32 = 0, wbytes16 = 0;
-  if (!nc_decoder_create(m, NC_DECODE_F32, 1, 1, 8, &pd)) {
-    wbytes32 = nc_decoder_weight_bytes(pd);
-    nc_decoder_free(pd);
-  }
-  if (!nc_decoder_create(m, NC_DECODE_BF16, 1, 1, 8, &pd)) {
-    wbytes16 = nc_decoder_weight_bytes(pd);
-    nc_decoder_free(pd);
-  }
+  /* decoder alone at every precision the CPU has; the first is fp32, the reference */
+  static const char *names[] = {"f32", "bf16", "bf16_dot"};
+  const nc_decode_weights prec[] = {NC_DECODE_F32, NC_DECODE_BF16, NC_DECODE_BF16_DOT};
+  const int nprec = nc_decoder_fastest_weights(m) == NC_DECODE_BF16_DOT ? 3 : 2;
+  dec_result r[3];
+  for (int i = 0; i < nprec; i++)
+    if (time_decoder(m, prec[i], prompt, P, gen, reps, &r[i])) {
+      fprintf(stderr, "decoder %s failed\n", names[i]);
+      return 1;
+    }
+  const nc_decode_weights ew = w == NC_DECODE_AUTO ? nc_decoder_fastest_weights(m) : w;
   printf("{\"impl\":\"nanochat-c\",\"depth\":%d,\"n_embd\":%d,\"vocab\":%d,\"threads\":%d,"
-         "\"prompt\":%d,\"gen\":%d,\"weights\":\"%s\",\"blas_core\":\"%s\",\"gemv_avx2\":%d,"
-         "\"weight_bytes_f32\":%lld,\"weight_bytes_bf16\":%lld,"
-         "\"prefill_tok_s\":%.1f,\"decode_tok_s_f32\":%.1f,\"decode_tok_s_bf16\":%.1f,"
-         "\"decode_ms_f32\":%.3f,\"decode_ms_bf16\":%.3f,"
-         "\"decode_gbs_f32\":%.1f,\"decode_gbs_bf16\":%.1f,"
-         "\"bf16_accuracy\":{\"max_abs_logit_diff\":%.5f,\"teacher_forced_argmax_agree\":%d,"
-         "\"steps\":%d,\"greedy_common_prefix\":%d},",
-         depth, cfg.n_embd, vocab, threads, P, gen, weights, nc_blas_corename(), nc_gemv_has_avx2(),
-         (long long)wbytes32, (long long)wbytes16, w == NC_DECODE_BF16 ? r16.prefill_tok_s : r32.prefill_tok_s,
-         r32.decode_tok_s, r16.decode_tok_s, r32.decode_ms, r16.decode_ms,
-         wbytes32 / (r32.decode_ms * 1e-3) / 1e9, wbytes16 / (r16.decode_ms * 1e-3) / 1e9, max_diff,
-         agree, gen, prefix);
-  printf("\"greedy_tokens\":[");
-  const int32_t *gt = w == NC_DECODE_BF16 ? r16.tokens : r32.tokens;
-  for (int i = 0; i < gen; i++) printf("%s%d", i ? "," : "", gt[i]);
-  printf("],\"greedy_tokens_f32\":[");
-  for (int i = 0; i < gen; i++) printf("%s%d", i ? "," : "", r32.tokens[i]);
+         "\"prompt\":%d,\"gen\":%d,\"engine_weights\":\"%s\",\"blas_core\":\"%s\",\"gemv_avx2\":%d,"
+         "\"bf16_dot_available\":%d,\"prefill_tok_s\":%.1f,\"decode\":{",
+         depth, cfg.n_embd, vocab, threads, P, gen, names[ew], nc_blas_corename(),
+         nc_gemv_has_avx2(), nprec == 3, r[0].prefill_tok_s);
+  for (int i = 0; i < nprec; i++) {
+    nc_decoder *pd;
+    int64_t wb = 0;
+    if (!nc_decoder_create(m, prec[i], 1, 1, 8, &pd)) {
+      wb = nc_decoder_weight_bytes(pd);
+      nc_decoder_free(pd);
+    }
+    printf("%s\"%s\":{\"tok_s\":%.1f,\"ms\":%.3f,\"weight_bytes\":%lld,\"weight_gb_s\":%.1f",
+           i ? "," : "", names[i], r[i].decode_tok_s, r[i].decode_ms, (long long)wb,
+           wb / (r[i].decode_ms * 1e-3) / 1e9);
+    if (i > 0) {
+      double max_diff;
+      int agree, prefix;
+      accuracy(m, prec[i], prompt, P, r[0].tokens, r[i].tokens, gen, &max_diff, &agree, &prefix);
+      printf(",\"accuracy_vs_f32\":{\"max_abs_logit_diff\":%.5f,\"teacher_forced_argmax_agree\":%d,"
+             "\"steps\":%d,\"greedy_common_prefix\":%d}",
+             max_diff, agree, gen, prefix);
+    }
+    printf("}");
+  }
+  printf("},\"greedy_tokens_f32\":[");
+  for (int i = 0; i < gen; i++) printf("%s%d", i ? "," : "", r[0].tokens[i]);
   printf("],\"streams\":[");
   char *list = strdup(streams);
   int first = 1;
@@ -382,7 +389,7 @@ int main(int argc, char **argv) {
     if (S < 1 || S > NC_ENGINE_MAX_SLOTS) continue;
     double agg = 0, steady = 0;
     long ntok = 0;
-    if (run_streams(m, w, threads, S, SP, gen, &agg, &steady, &ntok)) return 1;
+    if (run_streams(m, ew, threads, S, SP, gen, &agg, &steady, &ntok)) return 1;
     printf("%s{\"streams\":%d,\"tokens\":%ld,\"aggregate_tok_s\":%.1f,\"steady_tok_s\":%.1f}",
            first ? "" : ",", S, ntok, agg, steady);
     fflush(stdout);
@@ -390,8 +397,7 @@ int main(int argc, char **argv) {
   }
   free(list);
   printf("]}\n");
-  free(r32.tokens);
-  free(r16.tokens);
+  for (int i = 0; i < nprec; i++) free(r[i].tokens);
   free(prompt);
   nc_model_free(m);
   return 0;

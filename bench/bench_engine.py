@@ -8,8 +8,9 @@ same weights, same prompt, same run.
 
 Per depth (nanochat's depth rule, head_dim 128, vocab 32768, sequence_len 2048, window pattern
 SSSL): the C side writes its weights (random; see bench_engine.c) and the 256-token prompt, then
-measures prefill tok/s (one chunk), batch-1 decode tok/s with fp32 and bf16 weights, the bf16
-accuracy check, and aggregate tok/s through the engine with 1/4/16 concurrent streams. The
+measures prefill tok/s (one chunk), batch-1 decode tok/s at every precision the CPU has (fp32,
+bf16 weights, bf16 weights + bf16 activations), each one's accuracy against fp32, and aggregate
+tok/s through the engine (its default, fastest precision) with 1/4/16 concurrent streams. The
 PyTorch side loads the same weights by state-dict name and measures prefill (nanochat computes
 logits for every prompt position; a last-position-only variant is reported too) and greedy
 KV-cache decode, with its best CPU settings: tcmalloc preloaded when available
@@ -128,24 +129,27 @@ def main():
             finally:
                 shutil.rmtree(d, ignore_errors=True)
             single = next((s for s in c["streams"] if s["streams"] == 1), None)
+            dec = c["decode"]
+            best = max(dec, key=lambda k: dec[k]["tok_s"])
             r = {
                 "depth": depth, "threads": th,
                 "c_prefill_tok_s": c["prefill_tok_s"], "torch_prefill_tok_s": t["prefill_tok_s"],
                 "torch_prefill_last_only_tok_s": t["prefill_last_only_tok_s"],
                 "prefill_speedup": round(c["prefill_tok_s"] / t["prefill_tok_s"], 2),
-                "c_decode_tok_s_bf16": c["decode_tok_s_bf16"], "c_decode_tok_s_f32": c["decode_tok_s_f32"],
+                "prefill_speedup_vs_last_only": round(c["prefill_tok_s"] / t["prefill_last_only_tok_s"], 2),
+                "c_decode_tok_s": {k: v["tok_s"] for k, v in dec.items()},
                 "torch_decode_tok_s": t["decode_tok_s"],
-                "decode_speedup_bf16": round(c["decode_tok_s_bf16"] / t["decode_tok_s"], 2),
-                "decode_speedup_f32": round(c["decode_tok_s_f32"] / t["decode_tok_s"], 2),
+                "decode_speedup": {k: round(v["tok_s"] / t["decode_tok_s"], 2) for k, v in dec.items()},
+                "decode_best": best,
+                "engine_weights": c["engine_weights"],
                 "streams": c["streams"],
                 "streams_vs_single": {str(s["streams"]): round(s["steady_tok_s"] / single["steady_tok_s"], 2)
                                       for s in c["streams"]} if single else None,
-                "bf16_accuracy": c["bf16_accuracy"],
+                "accuracy_vs_f32": {k: v["accuracy_vs_f32"] for k, v in dec.items() if "accuracy_vs_f32" in v},
                 "greedy_f32_common_prefix_with_torch": common_prefix(c["greedy_tokens_f32"], t["greedy_tokens"]),
                 "gen": a.gen, "c": c, "torch": t,
             }
-            for k in ("greedy_tokens", "greedy_tokens_f32"):
-                r["c"].pop(k, None)
+            r["c"].pop("greedy_tokens_f32", None)
             r["torch"].pop("greedy_tokens", None)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k not in ("c", "torch")}), file=sys.stderr, flush=True)

@@ -32,6 +32,7 @@ struct nc_decoder {
   nc_decode_weights wt;
   int max_rows, max_chunk, t_max, cap_n;
   int packed;              /* bf16 copies in nc_gemv's packed layout (C % 8 == 0) */
+  uint16_t *xbf;           /* NC_DECODE_BF16_DOT: activations rounded to bf16 [cap_n, F] */
   int C, H, Hkv, D, KV, QKV, F, V, L;
   layer_w lw[NC_CFG_MAX_LAYER];
   const float *head;       /* lm_head fp32 [V, C] */
@@ -121,7 +122,7 @@ static int64_t per_layer_weights(const nc_decoder *d) {
 int64_t nc_decoder_weight_bytes(const nc_decoder *d) {
   if (!d) return 0;
   int64_t n = per_layer_weights(d) * d->L + (int64_t)d->V * d->C;
-  return n * (d->wt == NC_DECODE_BF16 ? 2 : 4);
+  return n * (d->wt == NC_DECODE_F32 ? 4 : 2);
 }
 
 void nc_decoder_free(nc_decoder *d) {
@@ -131,17 +132,25 @@ void nc_decoder_free(nc_decoder *d) {
   free(d->sin_t);
   free(d->mem);
   free(d->work);
+  free(d->xbf);
   free(d);
+}
+
+nc_decode_weights nc_decoder_fastest_weights(const nc_model *m) {
+  return m && m->C % 8 == 0 && nc_gemv_bf16dp_available() ? NC_DECODE_BF16_DOT : NC_DECODE_BF16;
 }
 
 int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int max_chunk,
                       int t_max, nc_decoder **out) {
   if (!out) return NC_EINVAL;
   *out = NULL;
-  if (!m || (w != NC_DECODE_F32 && w != NC_DECODE_BF16) || max_rows < 1 ||
+  if (m && w == NC_DECODE_AUTO) w = nc_decoder_fastest_weights(m);
+  if (!m || (w != NC_DECODE_F32 && w != NC_DECODE_BF16 && w != NC_DECODE_BF16_DOT) || max_rows < 1 ||
       max_rows > NC_DECODE_MAX_ROWS || max_chunk < 1 || max_chunk > 65536 || t_max < 1 ||
       (int64_t)t_max > 10LL * m->cfg.sequence_len)
     return NC_EINVAL;
+  if (w == NC_DECODE_BF16_DOT && nc_decoder_fastest_weights(m) != NC_DECODE_BF16_DOT)
+    return NC_ENOTSUP;
   nc_decoder *d = calloc(1, sizeof *d);
   if (!d) return NC_ENOMEM;
   d->m = m;
@@ -167,7 +176,7 @@ int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int 
   }
   d->head = m->params + m->lay.lm_head;
   int rc = NC_ENOMEM;
-  if (w == NC_DECODE_BF16) {
+  if (w != NC_DECODE_F32) {
     d->packed = d->C % 8 == 0; /* every K is C or 4C */
     size_t n = bf16_elems(d, d->V, d->C);
     n += (size_t)d->L * (bf16_elems(d, d->QKV, d->C) + bf16_elems(d, d->C, d->C) +
@@ -183,6 +192,10 @@ int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int 
   /* activations for cap_n token rows (the larger of a decode batch and a prefill chunk) */
   const size_t N = (size_t)(max_rows > max_chunk ? max_rows : max_chunk);
   d->cap_n = (int)N;
+  if (w == NC_DECODE_BF16_DOT) {
+    d->xbf = malloc(sizeof(uint16_t) * N * (size_t)d->F);
+    if (!d->xbf) goto fail;
+  }
   const size_t C = (size_t)d->C, R = (size_t)max_rows;
   size_t sizes[] = {N * C, N, N, N * C, N * C, N * C, N * C, N * (size_t)d->QKV,
                     N * (size_t)d->Hkv, N * C, N * (size_t)d->F, N * C, R * C};
@@ -216,6 +229,14 @@ static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w1
     return;
   }
   const int fl = acc ? NC_GEMV_ACCUMULATE : 0;
+  if (w16 && d->xbf) { /* bf16 activations: round x once, then dot products */
+    nc_f32_to_bf16(x, d->xbf, (size_t)N * (size_t)K);
+    for (int r0 = 0; r0 < N; r0 += NC_GEMV_MAX_B) {
+      const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
+      nc_gemv_bf16dp_packed(w16, O, K, d->xbf + (size_t)r0 * K, K, nb, y + (size_t)r0 * O, O, fl, 0);
+    }
+    return;
+  }
   for (int r0 = 0; r0 < N; r0 += NC_GEMV_MAX_B) {
     const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
     const float *xr = x + (size_t)r0 * K;

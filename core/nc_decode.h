@@ -12,7 +12,9 @@
  *  3. Decode (T == 1) runs every matrix through the batch-invariant GEMV kernels of nc_gemv.h,
  *     reading each weight once per step for all rows, either from the model's fp32 parameters
  *     or from a bf16 copy made at creation (half the bytes: decode is bound by weight
- *     bandwidth). A row's logits are bit-identical whether it is decoded alone or with others.
+ *     bandwidth), optionally with bf16 activations (NC_DECODE_BF16_DOT, for batches, which are
+ *     compute bound). A row's logits are bit-identical whether it is decoded alone or with
+ *     others.
  *     Prefill chunks of more than NC_DECODE_GEMV_ROWS tokens use fp32 sgemm (compute bound).
  * Only the embedding rows of the tokens being run are read (wte and value embeddings are
  * gathered by id); the head reads the first vocab_size rows of lm_head, and only the last
@@ -49,9 +51,17 @@ extern "C" {
 #define NC_DECODE_GEMV_ROWS 8
 
 typedef enum nc_decode_weights {
-  NC_DECODE_F32 = 0,  /* the model's fp32 parameters (the reference path)            */
-  NC_DECODE_BF16 = 1, /* bf16 copies of the matrices and lm_head, fp32 accumulation   */
+  NC_DECODE_F32 = 0,      /* the model's fp32 parameters (the reference path)               */
+  NC_DECODE_BF16 = 1,     /* bf16 copies of the matrices and lm_head; fp32 activations and    */
+                          /* accumulation (AVX2/AVX-512 FMA, any x86-64-v3 CPU)               */
+  NC_DECODE_BF16_DOT = 2, /* bf16 copies and decode activations rounded to bf16 too, fp32     */
+                          /* accumulation by VDPBF16PS (AVX512_BF16 CPUs, n_embd % 8 == 0):   */
+                          /* 2x the multiply-adds per instruction for compute-bound batches   */
+  NC_DECODE_AUTO = 3,     /* nc_decoder_fastest_weights() at creation                         */
 } nc_decode_weights;
+
+/* The fastest precision this CPU and model allow: NC_DECODE_BF16_DOT or NC_DECODE_BF16. */
+nc_decode_weights nc_decoder_fastest_weights(const nc_model *m);
 
 typedef struct nc_decoder nc_decoder;
 
@@ -60,7 +70,8 @@ typedef struct nc_decoder nc_decoder;
  * see (1..10 * sequence_len; the rope tables cover it). With NC_DECODE_BF16 the matrices
  * (c_q/c_k/c_v, c_proj, c_fc, mlp.c_proj of every layer, and lm_head's first vocab_size rows)
  * are copied to bf16 now: 2 bytes per weight. Returns NC_OK and *out (free with
- * nc_decoder_free), NC_EINVAL or NC_ENOMEM. */
+ * nc_decoder_free), NC_EINVAL, NC_ENOTSUP (NC_DECODE_BF16_DOT on a CPU without AVX512_BF16 or
+ * with n_embd % 8 != 0) or NC_ENOMEM. */
 int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int max_chunk,
                       int t_max, nc_decoder **out);
 

@@ -27,7 +27,7 @@ nc_engine_config nc_engine_config_default(void) {
   memset(&c, 0, sizeof c);
   c.slots = 4;
   c.queue_limit = 64;
-  c.weights = NC_DECODE_BF16;
+  c.weights = NC_DECODE_AUTO;
   return c;
 }
 
@@ -108,7 +108,8 @@ static int check_config(const nc_model *m, const nc_engine_config *c, char *msg,
     set_msg(msg, len, "prefill_chunk must be 0..65536 (got %d)", c->prefill_chunk);
     return NC_EINVAL;
   }
-  if (c->weights != NC_DECODE_F32 && c->weights != NC_DECODE_BF16) {
+  if (c->weights != NC_DECODE_F32 && c->weights != NC_DECODE_BF16 &&
+      c->weights != NC_DECODE_BF16_DOT && c->weights != NC_DECODE_AUTO) {
     set_msg(msg, len, "unknown weight precision %d", (int)c->weights);
     return NC_EINVAL;
   }
@@ -148,6 +149,7 @@ int nc_engine_create(const nc_model *m, const nc_engine_config *cfg, nc_engine *
   e->cfg = *cfg;
   if (!e->cfg.context) e->cfg.context = m->cfg.sequence_len;
   if (!e->cfg.prefill_chunk) e->cfg.prefill_chunk = DEFAULT_CHUNK;
+  if (e->cfg.weights == NC_DECODE_AUTO) e->cfg.weights = nc_decoder_fastest_weights(m);
   if (e->cfg.prefill_chunk > e->cfg.context) e->cfg.prefill_chunk = e->cfg.context;
   e->V = m->V;
   pthread_mutex_init(&e->mu, NULL);
@@ -319,6 +321,7 @@ void nc_engine_get_stats(nc_engine *e, nc_engine_stats *st) {
   st->queue_limit = e->cfg.queue_limit;
   st->requests_active = e->requests_active;
   st->context = e->cfg.context;
+  st->weights = e->cfg.weights;
   pthread_mutex_unlock(&e->mu);
 }
 

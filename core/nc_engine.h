@@ -87,13 +87,15 @@ typedef struct nc_engine_config {
   int context;               /* positions per slot (prompt + completion); 0 = sequence_len;     */
                              /* at most 10 * sequence_len (windows slide past sequence_len)    */
   int prefill_chunk;         /* tokens per prefill chunk (1..65536); 0 = 128                    */
-  nc_decode_weights weights; /* NC_DECODE_BF16 (fast) or NC_DECODE_F32 (reference)              */
+  nc_decode_weights weights; /* NC_DECODE_AUTO (fastest: BF16_DOT or BF16), BF16, BF16_DOT, or    */
+                             /* F32 (reference); nc_decode.h                                    */
   int threads;               /* OpenMP threads of the scheduler thread; 0 = omp default         */
   nc_tok_iface tok;          /* borrowed tokenizer (see above)                                  */
   nc_special_ids sp;         /* ids of the special tokens                                       */
 } nc_engine_config;
 
-/* slots 4, queue_limit 64, context 0, prefill_chunk 0, bf16, threads 0; tok/sp zeroed (set them). */
+/* slots 4, queue_limit 64, context 0, prefill_chunk 0, NC_DECODE_AUTO, threads 0; tok/sp zeroed
+ * (set them). */
 nc_engine_config nc_engine_config_default(void);
 
 typedef enum nc_gen_mode {
@@ -184,6 +186,7 @@ typedef struct nc_engine_stats {
   int queue_depth, queue_limit;
   int requests_active;        /* admitted, not finished   */
   int context;                /* positions per slot       */
+  nc_decode_weights weights;  /* precision in use (never AUTO) */
   uint64_t requests_finished; /* since creation           */
   uint64_t tokens_generated;  /* delivered tokens         */
   uint64_t prefill_tokens;    /* prompt tokens prefilled  */

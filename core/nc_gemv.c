@@ -7,17 +7,41 @@
 
 #include "nc_err.h"
 
-void nc_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &src[i], 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) {
-      dst[i] = (uint16_t)((u >> 16) | 0x40); /* quiet NaN stays NaN */
-    } else {
-      u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-      dst[i] = (uint16_t)(u >> 16);
+static inline uint16_t f32_to_bf16_1(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu))
+    return (uint16_t)((u >> 16) | 0x40); /* quiet NaN stays NaN */
+  u += 0x7fffu + ((u >> 16) & 1u);       /* round to nearest even */
+  return (uint16_t)(u >> 16);
+}
+
+/* The same integer arithmetic 8 lanes at a time (bit-identical to the scalar loop). */
+__attribute__((target("avx2"))) static size_t f32_to_bf16_avx2(const float *src, uint16_t *dst,
+                                                               size_t n) {
+  const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+  const __m256i quiet = _mm256_set1_epi32(0x40);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i r[2];
+    for (int h = 0; h < 2; h++) {
+      __m256i u = _mm256_loadu_si256((const __m256i *)(src + i + 8 * h));
+      __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
+      __m256i rnd = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+      __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet);
+      r[h] = _mm256_blendv_epi8(_mm256_srli_epi32(rnd, 16), q, nan);
     }
+    /* pack 2 x 8 dwords (all <= 0xffff) to 16 words, undoing the per-lane interleave */
+    __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+    _mm256_storeu_si256((__m256i *)(dst + i), p);
   }
+  return i;
+}
+
+void nc_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+  size_t i = nc_gemv_has_avx2() ? f32_to_bf16_avx2(src, dst, n) : 0;
+  for (; i < n; i++) dst[i] = f32_to_bf16_1(src[i]);
 }
 
 static inline float bf16_1(const uint16_t *p) {
@@ -470,6 +494,104 @@ int nc_gemv_bf16_packed(const uint16_t *Wp, int O, int K, const float *x, int ld
     int nt = omp_get_num_threads(), t = omp_get_thread_num();
     int t0 = (int)((int64_t)T * t / nt), t1 = (int)((int64_t)T * (t + 1) / nt);
     if (t0 < t1) packed_run(Wp, O, K, t0, t1, x, ldx, B, y, ldy, acc, avx512);
+  }
+  return NC_OK;
+}
+
+/* ---- bf16 x bf16 dot products (AVX512_BF16) ------------------------------------------------ */
+
+int nc_gemv_bf16dp_available(void) {
+  __builtin_cpu_init();
+  return use_avx512() && __builtin_cpu_supports("avx512bf16");
+}
+
+/* Reference: y = sum_k bf16(x) * bf16(w) accumulated in double (the dot-product instructions
+ * round differently; tests compare with a tolerance). */
+int nc_gemv_bf16dp_packed_ref(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx,
+                              int B, float *y, int ldy) {
+  if (!xb || bad_args(Wp, O, K, (const float *)xb, ldx, B, y, ldy, 0) || K % 8) return NC_EINVAL;
+  const int KB = K / 8;
+  for (int b = 0; b < B; b++)
+    for (int o = 0; o < O; o++) {
+      double s = 0;
+      for (int k = 0; k < K; k++)
+        s += (double)bf16_1(xb + (size_t)b * ldx + k) * bf16_1(Wp + pk_at(o, k, KB));
+      y[(size_t)b * ldy + o] = (float)s;
+    }
+  return NC_OK;
+}
+
+/* A zmm of a packed k-block holds rows (r..r+3) x 8 k = 16 dword lanes, each a k pair; x's 8
+ * bf16 of the block are broadcast to the 4 row groups; VDPBF16PS accumulates per lane. Output
+ * row r+i = (lane 4i + lane 4i+1) + (lane 4i+2 + lane 4i+3). Every output runs the same lane
+ * sequence whatever B or the tile shape (batch invariance). NB vectors share the weight loads. */
+#define NC_AVX512BF16 __attribute__((target("avx512f,avx512dq,avx512bf16,avx512vl,avx2,fma")))
+
+NC_AVX512BF16 static inline void dp_store(float *y, __m512 a, int r0, int nr, int acc) {
+  float t[16];
+  _mm512_storeu_ps(t, a);
+  for (int i = 0; i < 4 && r0 + i < nr; i++) {
+    float s = (t[4 * i] + t[4 * i + 1]) + (t[4 * i + 2] + t[4 * i + 3]);
+    put(y + r0 + i, s, acc);
+  }
+}
+
+#define NC_DP_TILE(NB)                                                                        \
+  NC_AVX512BF16 static void dp_tile_##NB(const uint16_t *wt, int KB, const uint16_t *xb,       \
+                                         int ldx, float *y, int ldy, int o, int nr, int acc) { \
+    __m512 lo[NB], hi[NB];                                                                    \
+    for (int v = 0; v < NB; v++) lo[v] = hi[v] = _mm512_setzero_ps();                         \
+    for (int j = 0; j < KB; j++) {                                                            \
+      const __m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)(wt + (size_t)j * 64));  \
+      const __m512bh w1 = (__m512bh)_mm512_loadu_si512((const void *)(wt + (size_t)j * 64 + 32)); \
+      for (int v = 0; v < NB; v++) {                                                          \
+        const __m512bh xv = (__m512bh)_mm512_broadcast_i32x4(                                 \
+            _mm_loadu_si128((const __m128i *)(xb + (size_t)v * ldx + (size_t)j * 8)));        \
+        lo[v] = _mm512_dpbf16_ps(lo[v], w0, xv);                                              \
+        hi[v] = _mm512_dpbf16_ps(hi[v], w1, xv);                                              \
+      }                                                                                       \
+    }                                                                                         \
+    for (int v = 0; v < NB; v++) {                                                            \
+      dp_store(y + (size_t)v * ldy + o, lo[v], 0, nr, acc);                                   \
+      dp_store(y + (size_t)v * ldy + o, hi[v], 4, nr, acc);                                   \
+    }                                                                                         \
+  }
+NC_DP_TILE(8)
+NC_DP_TILE(4)
+NC_DP_TILE(2)
+NC_DP_TILE(1)
+
+NC_AVX512BF16 static void dp_tiles(const uint16_t *Wp, int O, int K, int t0, int t1,
+                                   const uint16_t *xb, int ldx, int B, float *y, int ldy, int acc) {
+  const int KB = K / 8;
+  for (int t = t0; t < t1; t++) {
+    const uint16_t *wt = Wp + (size_t)t * KB * 64;
+    const int o = t * 8, nr = O - o < 8 ? O - o : 8;
+    int b = 0;
+    for (; b + 8 <= B; b += 8) dp_tile_8(wt, KB, xb + (size_t)b * ldx, ldx, y + (size_t)b * ldy, ldy, o, nr, acc);
+    for (; b + 4 <= B; b += 4) dp_tile_4(wt, KB, xb + (size_t)b * ldx, ldx, y + (size_t)b * ldy, ldy, o, nr, acc);
+    for (; b + 2 <= B; b += 2) dp_tile_2(wt, KB, xb + (size_t)b * ldx, ldx, y + (size_t)b * ldy, ldy, o, nr, acc);
+    for (; b < B; b++) dp_tile_1(wt, KB, xb + (size_t)b * ldx, ldx, y + (size_t)b * ldy, ldy, o, nr, acc);
+  }
+}
+
+int nc_gemv_bf16dp_packed(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx, int B,
+                          float *y, int ldy, int flags, int threads) {
+  if (!xb || bad_args(Wp, O, K, (const float *)xb, ldx, B, y, ldy, flags) || K % 8) return NC_EINVAL;
+  if (!nc_gemv_bf16dp_available()) return NC_ENOTSUP;
+  const int acc = flags & NC_GEMV_ACCUMULATE;
+  const int T = (O + 7) / 8;
+  threads = pick_threads(threads, O, K);
+  if (threads > T) threads = T;
+  if (threads <= 1) {
+    dp_tiles(Wp, O, K, 0, T, xb, ldx, B, y, ldy, acc);
+    return NC_OK;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    int t0 = (int)((int64_t)T * t / nt), t1 = (int)((int64_t)T * (t + 1) / nt);
+    if (t0 < t1) dp_tiles(Wp, O, K, t0, t1, xb, ldx, B, y, ldy, acc);
   }
   return NC_OK;
 }

@@ -84,6 +84,19 @@ int nc_gemv_bf16_packed(const uint16_t *Wp, int O, int K, const float *x, int ld
 int nc_gemv_bf16_packed_ref(const uint16_t *Wp, int O, int K, const float *x, int ldx, int B,
                             float *y, int ldy);
 
+/* bf16 activations too: y (=, or +=) W x with packed bf16 W and bf16 x (xb [B, ldx >= K], e.g.
+ * from nc_f32_to_bf16), fp32 accumulation by the AVX512_BF16 dot-product instruction
+ * (VDPBF16PS: twice the multiply-adds per instruction of fp32 FMA and no weight conversion, for
+ * compute-bound batches). Batch-invariant like the others. NC_ENOTSUP when the CPU lacks
+ * AVX512_BF16 (nc_gemv_bf16dp_available() == 0), NC_EINVAL for bad arguments or K % 8 != 0.
+ * The reference accumulates bf16(x) * bf16(w) in double; the instruction's own rounding of its
+ * paired products differs slightly between CPU vendors. */
+int nc_gemv_bf16dp_available(void);
+int nc_gemv_bf16dp_packed(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx, int B,
+                          float *y, int ldy, int flags, int threads);
+int nc_gemv_bf16dp_packed_ref(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx,
+                              int B, float *y, int ldy);
+
 /* Kernel families. AUTO (the default) picks the best the CPU has: for packed matrices with
  * B >= 2 AVX-512 when available (bit-identical to AVX2 by construction), else AVX2, else the
  * scalar path. nc_gemv_force_isa selects one process-wide (tests and benchmarks compare the

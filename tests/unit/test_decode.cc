@@ -38,6 +38,13 @@ struct Dec {
 
 nc_model_config cfg_small() { return nct::tiny(3, 64, 2, 32, 96, "SSL", 6); }
 
+// Every precision this CPU can run for the model (BF16_DOT needs AVX512_BF16 and n_embd % 8 == 0).
+std::vector<nc_decode_weights> precisions(const nc_model *m) {
+  std::vector<nc_decode_weights> v = {NC_DECODE_F32, NC_DECODE_BF16};
+  if (nc_decoder_fastest_weights(m) == NC_DECODE_BF16_DOT) v.push_back(NC_DECODE_BF16_DOT);
+  return v;
+}
+
 int argmax(const float *v, int n) { return (int)(std::max_element(v, v + n) - v); }
 
 // Prefill the first P tokens, then decode the rest one by one: every step's logits match the
@@ -102,7 +109,7 @@ TEST(Decode, BatchedRowsBitIdenticalToAlone) {
  for (nc_model_config cfg : {cfg_small(), cfg_odd()}) {
   Fixture f(cfg);
   const int V = f.cfg.vocab_size, R = 5, tmax = 32;
-  for (nc_decode_weights w : {NC_DECODE_F32, NC_DECODE_BF16}) {
+  for (nc_decode_weights w : precisions(f.m)) {
     Dec d(f.m, w, 8, 16, tmax);
     std::vector<std::vector<int32_t>> seq;
     for (int r = 0; r < R; r++) seq.push_back(nct::random_ids(4 + 3 * r + 6, V, 40 + r));
@@ -162,29 +169,34 @@ TEST(Decode, Bf16AccuracyAgainstFp32) {
   nc_model_config c = nct::tiny(4, 128, 8, 64, 512, "SSSL", 16);
   Fixture f(c, 5);
   const int V = c.vocab_size, P = 8, N = 56;
-  Dec d32(f.m, NC_DECODE_F32, 1, 16, 64), d16(f.m, NC_DECODE_BF16, 1, 16, 64);
-  EXPECT_EQ(nc_decoder_weight_bytes(d16.d) * 2, nc_decoder_weight_bytes(d32.d));
-  double max_diff = 0;
-  int agree = 0, total = 0;
-  for (int s = 0; s < 4; s++) {
-    std::vector<int32_t> ids = nct::random_ids(P + N, V, 100 + s);
-    Cache a(f.m, 64), b(f.m, 64);
-    std::vector<float> la(V), lb(V);
-    ASSERT_EQ(nc_decoder_prefill(d32.d, a.c, ids.data(), P, la.data()), NC_OK);
-    ASSERT_EQ(nc_decoder_prefill(d16.d, b.c, ids.data(), P, lb.data()), NC_OK);
-    for (int t = P; t < P + N; t++) {
-      nc_kvcache *ra[1] = {a.c}, *rb[1] = {b.c};
-      ASSERT_EQ(nc_decoder_step(d32.d, ra, &ids[t], 1, la.data()), NC_OK);
-      ASSERT_EQ(nc_decoder_step(d16.d, rb, &ids[t], 1, lb.data()), NC_OK);
-      for (int v = 0; v < V; v++) max_diff = std::max(max_diff, (double)std::fabs(la[v] - lb[v]));
-      agree += argmax(la.data(), V) == argmax(lb.data(), V);
-      total++;
+  Dec d32(f.m, NC_DECODE_F32, 1, 16, 64);
+  for (nc_decode_weights w : precisions(f.m)) {
+    if (w == NC_DECODE_F32) continue;
+    Dec d16(f.m, w, 1, 16, 64);
+    EXPECT_EQ(nc_decoder_weight_bytes(d16.d) * 2, nc_decoder_weight_bytes(d32.d));
+    double max_diff = 0;
+    int agree = 0, total = 0;
+    for (int s = 0; s < 4; s++) {
+      std::vector<int32_t> ids = nct::random_ids(P + N, V, 100 + s);
+      Cache a(f.m, 64), b(f.m, 64);
+      std::vector<float> la(V), lb(V);
+      ASSERT_EQ(nc_decoder_prefill(d32.d, a.c, ids.data(), P, la.data()), NC_OK);
+      ASSERT_EQ(nc_decoder_prefill(d16.d, b.c, ids.data(), P, lb.data()), NC_OK);
+      for (int t = P; t < P + N; t++) {
+        nc_kvcache *ra[1] = {a.c}, *rb[1] = {b.c};
+        ASSERT_EQ(nc_decoder_step(d32.d, ra, &ids[t], 1, la.data()), NC_OK);
+        ASSERT_EQ(nc_decoder_step(d16.d, rb, &ids[t], 1, lb.data()), NC_OK);
+        for (int v = 0; v < V; v++) max_diff = std::max(max_diff, (double)std::fabs(la[v] - lb[v]));
+        agree += argmax(la.data(), V) == argmax(lb.data(), V);
+        total++;
+      }
     }
+    printf("%s vs fp32: max |logit diff| %.4f, argmax agreement %d/%d\n",
+           w == NC_DECODE_BF16 ? "bf16" : "bf16-dot", max_diff, agree, total);
+    EXPECT_GT(max_diff, 0.0);  // the paths really differ
+    EXPECT_LT(max_diff, 0.25);
+    EXPECT_GE(agree, total * 9 / 10);
   }
-  printf("bf16 vs fp32: max |logit diff| %.4f, argmax agreement %d/%d\n", max_diff, agree, total);
-  EXPECT_GT(max_diff, 0.0);  // the paths really differ
-  EXPECT_LT(max_diff, 0.25);
-  EXPECT_GE(agree, total * 9 / 10);
 }
 
 TEST(Decode, DecodePastSequenceLenSlidesTheWindows) {
@@ -217,7 +229,7 @@ TEST(Decode, NonFiniteWeightsGiveNanLogits) {
   const int V = f.cfg.vocab_size;
   const nc_model_layout *lay = nc_model_get_layout(f.m);
   nc_model_param_buffer(f.m, nullptr)[lay->layer[1].c_fc + 5] = INFINITY;
-  for (nc_decode_weights w : {NC_DECODE_F32, NC_DECODE_BF16}) {
+  for (nc_decode_weights w : precisions(f.m)) {
     Dec d(f.m, w, 1, 8, 16);
     Cache kc(f.m, 16);
     std::vector<int32_t> ids = nct::random_ids(6, V, 9);
@@ -243,6 +255,12 @@ TEST(Decode, BadInput) {
   EXPECT_EQ(nc_decoder_create(f.m, NC_DECODE_F32, 1, 0, 8, &d), NC_EINVAL);
   EXPECT_EQ(nc_decoder_create(f.m, NC_DECODE_F32, 1, 1, 10 * 32 + 1, &d), NC_EINVAL);
   EXPECT_EQ(nc_decoder_create(f.m, NC_DECODE_F32, 1, 1, 8, nullptr), NC_EINVAL);
+  // BF16_DOT needs n_embd % 8 == 0 (and the CPU instruction)
+  Fixture odd(cfg_odd());
+  EXPECT_EQ(nc_decoder_fastest_weights(odd.m), NC_DECODE_BF16);
+  EXPECT_EQ(nc_decoder_create(odd.m, NC_DECODE_BF16_DOT, 1, 1, 8, &d), NC_ENOTSUP);
+  ASSERT_EQ(nc_decoder_create(odd.m, NC_DECODE_AUTO, 1, 1, 8, &d), NC_OK);
+  nc_decoder_free(d);
   Dec dec(f.m, NC_DECODE_F32, 2, 4, 8);
   Cache kc(f.m, 8), kc2(f.m, 8), wrong(other.m, 8), big(f.m, 16);
   std::vector<float> lg(2 * 96);

@@ -66,7 +66,7 @@ TEST(Engine, BatchedEqualsAlone) {
     prompts.push_back(nct::random_ids(2 + 5 * i, NTOK, 80 + i));
     params.push_back(i % 2 ? greedy(18 + i) : sampled(18 + i, 1000 + i));
   }
-  for (nc_decode_weights w : {NC_DECODE_F32, NC_DECODE_BF16}) {
+  for (nc_decode_weights w : {NC_DECODE_F32, NC_DECODE_BF16, NC_DECODE_AUTO}) {
     std::vector<std::vector<int32_t>> alone(R);
     {
       Engine E(rm.m, 1, w, 4, 0, 4);

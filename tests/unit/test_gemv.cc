@@ -292,3 +292,98 @@ TEST(GemvPacked, BadArguments) {
   EXPECT_EQ(nc_gemv_force_isa(9), NC_EINVAL);
   EXPECT_EQ(nc_gemv_bf16_packed(wp, 1, 8, x, 8, 1, y, 1, 0, 1), NC_OK);
 }
+
+// The vectorised fp32 -> bf16 conversion is bit-identical to the scalar rule (round to nearest
+// even; NaN stays a quiet NaN) for every kind of bit pattern, at every length and alignment.
+static uint16_t ref_bf16(float f) {
+  uint32_t u = bits(f);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+TEST(Bf16, VectorConversionMatchesScalarRule) {
+  std::mt19937 g(41);
+  std::vector<float> v;
+  for (int i = 0; i < 20000; i++) v.push_back(from_bits((uint32_t)g()));
+  uint32_t special[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x00000001u,
+                        0x807fffffu, 0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x00000000u, 0x80000000u};
+  for (uint32_t u : special) v.push_back(from_bits(u));
+  for (size_t off : {0, 1, 3}) {
+    size_t n = v.size() - off;
+    std::vector<uint16_t> out(n);
+    nc_f32_to_bf16(v.data() + off, out.data(), n);
+    for (size_t i = 0; i < n; i++) ASSERT_EQ(out[i], ref_bf16(v[off + i])) << std::hex << bits(v[off + i]);
+  }
+  for (size_t n : {1, 7, 15, 16, 17, 33}) {
+    std::vector<uint16_t> out(n + 1, 0xabcd);
+    nc_f32_to_bf16(v.data(), out.data(), n);
+    ASSERT_EQ(out[n], 0xabcd) << "wrote past n";
+  }
+}
+
+// bf16 x bf16 dot products (AVX512_BF16): against the double reference, accumulate, no writes
+// past O, and bit-exact batch invariance. Skipped where the CPU lacks the instruction.
+TEST(GemvBf16Dot, MatchesReferenceAndIsBatchInvariant) {
+  if (!nc_gemv_bf16dp_available()) {
+    uint16_t w[64] = {0}, x[8] = {0};
+    float y[8];
+    EXPECT_EQ(nc_gemv_bf16dp_packed(w, 1, 8, x, 8, 1, y, 1, 0, 1), NC_ENOTSUP);
+    GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  }
+  std::mt19937 g(43);
+  std::normal_distribution<float> n(0, 1);
+  int shapes[][2] = {{1, 8}, {13, 40}, {130, 256}, {1024, 512}};
+  for (auto &s : shapes) {
+    const int O = s[0], K = s[1];
+    std::vector<float> wf((size_t)O * K);
+    for (auto &v : wf) v = n(g) * 0.05f;
+    std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K));
+    ASSERT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
+    const int ldx = K + 8, ldy = O + 3;
+    std::vector<float> xf((size_t)NC_GEMV_MAX_B * ldx);
+    for (auto &v : xf) v = n(g);
+    std::vector<uint16_t> xb(xf.size());
+    nc_f32_to_bf16(xf.data(), xb.data(), xf.size());
+    std::vector<float> one(ldy, -3.0f);
+    ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data(), ldx, 1, one.data(), ldy, 0, 1), NC_OK);
+    for (int B : {1, 2, 3, 5, 8, 9, 16, NC_GEMV_MAX_B})
+      for (int th : {1, 2}) {
+        std::vector<float> y((size_t)B * ldy, -3.0f), yr((size_t)B * ldy), ya((size_t)B * ldy, 1.0f);
+        ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data(), ldx, B, y.data(), ldy, 0, th), NC_OK);
+        ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data(), ldx, B, ya.data(), ldy, NC_GEMV_ACCUMULATE, th), NC_OK);
+        ASSERT_EQ(nc_gemv_bf16dp_packed_ref(wp.data(), O, K, xb.data(), ldx, B, yr.data(), ldy), NC_OK);
+        for (int b = 0; b < B; b++) {
+          for (int o = 0; o < O; o++) {
+            size_t i = (size_t)b * ldy + o;
+            ASSERT_NEAR(y[i], yr[i], 1e-4f * (1.0f + std::sqrt((float)K))) << O << "x" << K << " B=" << B;
+            ASSERT_NEAR(ya[i], 1.0f + y[i], 1e-5f * (1.0f + std::fabs(y[i])));
+          }
+          for (int o = O; o < ldy; o++) ASSERT_EQ(y[(size_t)b * ldy + o], -3.0f) << "wrote past O";
+        }
+        ASSERT_EQ(0, memcmp(y.data(), one.data(), sizeof(float) * O)) << "row 0 differs in a batch of " << B;
+      }
+  }
+  // against fp32 weights and activations: only the two bf16 roundings (loose bound)
+  const int O = 64, K = 256;
+  std::vector<float> wf((size_t)O * K), xf(K);
+  for (auto &v : wf) v = n(g) * 0.05f;
+  for (auto &v : xf) v = n(g);
+  std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K)), xb(K);
+  nc_gemv_bf16_pack(wf.data(), O, K, wp.data());
+  nc_f32_to_bf16(xf.data(), xb.data(), K);
+  std::vector<float> y(O);
+  ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data(), K, 1, y.data(), O, 0, 1), NC_OK);
+  for (int o = 0; o < O; o++) {
+    double exact = 0, scale = 0;
+    for (int k = 0; k < K; k++) {
+      exact += (double)xf[k] * wf[(size_t)o * K + k];
+      scale += std::fabs((double)xf[k] * wf[(size_t)o * K + k]);
+    }
+    ASSERT_LE(std::fabs(y[o] - exact), scale * 0.02 + 1e-4);
+  }
+  uint16_t w8[64] = {0}, x8[8] = {0};
+  float y8[8];
+  EXPECT_EQ(nc_gemv_bf16dp_packed(w8, 1, 12, x8, 12, 1, y8, 1, 0, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16dp_packed(w8, 1, 8, nullptr, 8, 1, y8, 1, 0, 1), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16dp_packed_ref(w8, 1, 8, x8, 4, 1, y8, 1), NC_EINVAL);
+}
