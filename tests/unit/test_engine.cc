@@ -512,7 +512,11 @@ TEST(Engine, ManyConcurrentSubmittersAndCancellers) {
   for (int t = 0; t < 4; t++)
     th.emplace_back([&, t] {
       for (int i = t; i < N; i += 4) {
-        if (E.submit(kChatPrompt, greedy(10 + i, NC_GEN_CHAT), runs[i], &ids[i]) != NC_OK) bad++;
+        char msg[128];  // one per thread (E.msg is not shared across threads)
+        nc_gen_params p = greedy(10 + i, NC_GEN_CHAT);
+        if (nc_engine_submit(E.e, kChatPrompt.data(), (int)kChatPrompt.size(), &p, Gen::cb, runs[i],
+                             &ids[i], msg, sizeof msg) != NC_OK)
+          bad++;
         if (i % 3 == 0) nc_engine_cancel(E.e, ids[i]);
       }
     });
