@@ -145,6 +145,9 @@ def main():
                 "streams": c["streams"],
                 "streams_vs_single": {str(s["streams"]): round(s["steady_tok_s"] / single["steady_tok_s"], 2)
                                       for s in c["streams"]} if single else None,
+                "streams_vs_single_median": {
+                    str(s["streams"]): round(s["steady_median_tok_s"] / single["steady_median_tok_s"], 2)
+                    for s in c["streams"]} if single and single["steady_median_tok_s"] else None,
                 "accuracy_vs_f32": {k: v["accuracy_vs_f32"] for k, v in dec.items() if "accuracy_vs_f32" in v},
                 "greedy_f32_common_prefix_with_torch": common_prefix(c["greedy_tokens_f32"], t["greedy_tokens"]),
                 "gen": a.gen, "c": c, "torch": t,
