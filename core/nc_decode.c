@@ -358,15 +358,30 @@ static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
   }
 }
 
-/* 15 tanh(z / 15) in place; a non-finite z makes the whole row NaN. */
+/* 15 tanh(z / 15) in place (nc_vmath's tanh, the model's formula); a non-finite z makes the whole
+ * row NaN. One pass: the finiteness test rides along with the tanh. */
 static void softcap_row(float *z, int n) {
-  int bad = 0;
-  for (int i = 0; i < n; i++) bad |= !isfinite(z[i]);
-  if (bad) {
-    for (int i = 0; i < n; i++) z[i] = NAN;
-    return;
+  const float cap = (float)NC_SOFTCAP, icap = 1.0f / cap;
+  int bad = 0, i = 0;
+#ifdef NC_VMATH_AVX2
+  const __m256 vc = _mm256_set1_ps(cap), vi = _mm256_set1_ps(icap);
+  const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 inf = _mm256_set1_ps(INFINITY);
+  __m256 nf = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(z + i);
+    /* |v| == inf, or NaN (unordered) */
+    nf = _mm256_or_ps(nf, _mm256_cmp_ps(_mm256_and_ps(v, absm), inf, _CMP_NLT_UQ));
+    _mm256_storeu_ps(z + i, _mm256_mul_ps(vc, nc_tanh8(_mm256_mul_ps(v, vi))));
   }
-  (void)nc_softcap_sumexp(z, n, (float)NC_SOFTCAP);
+  bad = _mm256_movemask_ps(nf) != 0;
+#endif
+  for (; i < n; i++) {
+    bad |= !isfinite(z[i]);
+    z[i] = cap * nc_tanhf_s(z[i] * icap);
+  }
+  if (bad)
+    for (i = 0; i < n; i++) z[i] = NAN;
 }
 
 /* ------------------------------------------------------------------ forward */
