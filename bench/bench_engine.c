@@ -16,7 +16,8 @@
  * the values). --dump DIR writes params.f32 + manifest.json (config, tensor names, offsets,
  * shapes; the layout of core/bin/nc_model_check) and prompt.i32 for the PyTorch side.
  *
- * Timing: median over `reps` of prefill of the whole prompt (one chunk) from an empty cache;
+ * Timing: median over `reps` of prefill of the whole prompt (one chunk) from an empty cache, per
+ * precision (top-level prefill_tok_s: the engine's precision);
  * decode = median per-token time over `gen` greedy steps after that prefill. Streams: S
  * requests (prompts of --stream-prompt tokens, greedy, `gen` tokens each) submitted at once to an
  * engine with S slots; aggregate = completion tokens / wall time from submit to the last token
@@ -372,7 +373,7 @@ int main(int argc, char **argv) {
          "\"prompt\":%d,\"gen\":%d,\"engine_weights\":\"%s\",\"blas_core\":\"%s\",\"gemv_avx2\":%d,"
          "\"bf16_dot_available\":%d,\"prefill_tok_s\":%.1f,\"decode\":{",
          depth, cfg.n_embd, vocab, threads, P, gen, names[ew], nc_blas_corename(),
-         nc_gemv_has_avx2(), nprec == 3, r[0].prefill_tok_s);
+         nc_gemv_has_avx2(), nprec == 3, r[ew == NC_DECODE_F32 ? 0 : ew == NC_DECODE_BF16 ? 1 : 2].prefill_tok_s);
   for (int i = 0; i < nprec; i++) {
     nc_decoder *pd;
     int64_t wb = 0;
@@ -380,9 +381,10 @@ int main(int argc, char **argv) {
       wb = nc_decoder_weight_bytes(pd);
       nc_decoder_free(pd);
     }
-    printf("%s\"%s\":{\"tok_s\":%.1f,\"ms\":%.3f,\"weight_bytes\":%lld,\"weight_gb_s\":%.1f",
-           i ? "," : "", names[i], r[i].decode_tok_s, r[i].decode_ms, (long long)wb,
-           wb / (r[i].decode_ms * 1e-3) / 1e9);
+    printf("%s\"%s\":{\"prefill_tok_s\":%.1f,\"tok_s\":%.1f,\"ms\":%.3f,\"weight_bytes\":%lld,"
+           "\"weight_gb_s\":%.1f",
+           i ? "," : "", names[i], r[i].prefill_tok_s, r[i].decode_tok_s, r[i].decode_ms,
+           (long long)wb, wb / (r[i].decode_ms * 1e-3) / 1e9);
     if (i > 0) {
       double max_diff;
       int agree, prefix;

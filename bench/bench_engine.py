@@ -137,6 +137,7 @@ def main():
                 "torch_prefill_last_only_tok_s": t["prefill_last_only_tok_s"],
                 "prefill_speedup": round(c["prefill_tok_s"] / t["prefill_tok_s"], 2),
                 "prefill_speedup_vs_last_only": round(c["prefill_tok_s"] / t["prefill_last_only_tok_s"], 2),
+                "c_prefill_tok_s_by_precision": {k: v["prefill_tok_s"] for k, v in dec.items()},
                 "c_decode_tok_s": {k: v["tok_s"] for k, v in dec.items()},
                 "torch_decode_tok_s": t["decode_tok_s"],
                 "decode_speedup": {k: round(v["tok_s"] / t["decode_tok_s"], 2) for k, v in dec.items()},

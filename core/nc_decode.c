@@ -221,10 +221,12 @@ fail:
 /* ------------------------------------------------------------------ pieces */
 
 /* y [N, O] (=, or += when acc) x [N, K] @ W^T: GEMV kernels (bf16 copy when there is one, else
- * fp32) when gemv, else sgemm on the fp32 weights. */
+ * fp32) when gemv, else sgemm on the fp32 weights. NC_DECODE_BF16_DOT runs prefill chunks through
+ * the dot-product kernels too (64 rows per weight pass; twice sgemm's multiply-adds per
+ * instruction), so its whole inference path uses bf16 weights and activations. */
 static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w16, int O, int K,
                const float *x, int N, float *y, int acc) {
-  if (!gemv) {
+  if (!gemv && !d->xbf) {
     nc_gemm(0, 1, N, O, K, 1.0f, x, K, w, K, acc ? 1.0f : 0.0f, y, O);
     return;
   }

@@ -15,7 +15,8 @@
  *     bandwidth), optionally with bf16 activations (NC_DECODE_BF16_DOT, for batches, which are
  *     compute bound). A row's logits are bit-identical whether it is decoded alone or with
  *     others.
- *     Prefill chunks of more than NC_DECODE_GEMV_ROWS tokens use fp32 sgemm (compute bound).
+ *     Prefill chunks of more than NC_DECODE_GEMV_ROWS tokens use fp32 sgemm (compute bound),
+ *     except with NC_DECODE_BF16_DOT, whose prefill also runs the bf16 dot-product kernels.
  * Only the embedding rows of the tokens being run are read (wte and value embeddings are
  * gathered by id); the head reads the first vocab_size rows of lm_head, and only the last
  * position of each sequence is normed and projected to logits.
