@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "nc_err.h"
 #include "nc_kernels.h"
 #include "nc_model.h"
@@ -26,21 +27,6 @@
 #define HAVE_OPTIM 1
 #endif
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof(double), cmp_d);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* GFLOP/s of nc_gemm (OpenMP split, single-threaded OpenBLAS inside) on one shape */
 static double gemm_rate(int ta, int tb, int M, int N, int K) {
@@ -57,13 +43,13 @@ static double gemm_rate(int ta, int tb, int M, int N, int K) {
   nc_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
   double best = 0;
   for (int r = 0; r < 3; r++) {
-    double t0 = now();
+    double t0 = nc_bench_now();
     int it = 0;
-    while (now() - t0 < 0.4) {
+    while (nc_bench_now() - t0 < 0.4) {
       nc_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
       it++;
     }
-    double g = 2.0 * M * N * K * it / (now() - t0) / 1e9;
+    double g = 2.0 * M * N * K * it / (nc_bench_now() - t0) / 1e9;
     if (g > best) best = g;
   }
   free(A); free(B); free(C);
@@ -134,13 +120,13 @@ int main(int argc, char **argv) {
   double *fb = malloc(sizeof(double) * (size_t)steps);
   float loss = 0, first = 0;
   for (int it = 0; it < warmup + steps; it++) {
-    double t0 = now();
+    double t0 = nc_bench_now();
     nc_model_zero_grad(m);
     if (nc_model_forward_backward(m, idx, tg, NULL, B, seq, 1.0f, &loss)) {
       fprintf(stderr, "forward_backward failed\n");
       return 1;
     }
-    double t1 = now();
+    double t1 = nc_bench_now();
     if (use_sgd) {
 #pragma omp parallel for simd schedule(static)
       for (int64_t i = 0; i < np; i++) P[i] -= 1e-3f * G[i];
@@ -148,14 +134,14 @@ int main(int argc, char **argv) {
 #ifdef HAVE_OPTIM
     (void)use_muon;
 #endif
-    double t2 = now();
+    double t2 = nc_bench_now();
     if (it == 0) first = loss;
     if (it >= warmup) {
       dt[it - warmup] = t2 - t0;
       fb[it - warmup] = t1 - t0;
     }
   }
-  double step = median(dt, steps), fbm = median(fb, steps);
+  double step = nc_bench_median(dt, steps), fbm = nc_bench_median(fb, steps);
   int64_t fpt = nc_model_config_flops_per_token(&cfg);
   double tps = tokens / step;
   double achieved = tps * (double)fpt / 1e9;

@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+from bench_env import tuned_env
 
 
 def torch_worker(a):
@@ -78,11 +78,7 @@ def run_c(a, depth, threads, optim, sgemm):
 
 
 def run_torch(a, depth, threads, optim):
-    env = dict(os.environ)
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
-    env["OMP_NUM_THREADS"] = str(threads)
-    if os.path.exists(TCMALLOC):
-        env["LD_PRELOAD"] = (TCMALLOC + " " + env.get("LD_PRELOAD", "")).strip()
+    env = tuned_env(threads)
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--depth", str(depth),
            "--threads", str(threads), "--seq", str(a.seq), "--tokens", str(a.tokens),
            "--vocab", str(a.vocab), "--pattern", a.pattern, "--steps", str(a.steps),

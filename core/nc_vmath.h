@@ -30,6 +30,7 @@
 #define NC_EXP_P5 5.0000001201e-1f
 
 static inline float nc_expf_s(float x) {
+  if (x != x) return x; /* NaN stays NaN (and never reaches the float -> int conversion) */
   x = x < NC_EXP_LO ? NC_EXP_LO : x;
   x = x > NC_EXP_HI ? NC_EXP_HI : x;
   float k = __builtin_floorf(x * NC_LOG2E + 0.5f);

@@ -146,7 +146,8 @@ class CausalSelfAttention(nn.Module):
         self.ve_gate = (nn.Linear(self.ve_gate_channels, self.n_kv_head, bias=False)
                         if has_ve(layer_idx, config.n_layer) else None)
 
-    def forward(self, x, ve, cos_sin, window):
+    def qkv(self, x, ve, cos_sin):
+        """q, k after RoPE, QK-norm and *1.2; v after the value embedding."""
         B, T, C = x.size()
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
@@ -160,6 +161,11 @@ class CausalSelfAttention(nn.Module):
         q, k = rms_norm(q), rms_norm(k)
         q = q * 1.2
         k = k * 1.2
+        return q, k, v
+
+    def forward(self, x, ve, cos_sin, window):
+        B, T, C = x.size()
+        q, k, v = self.qkv(x, ve, cos_sin)
         y = attention(q, k, v, window)
         return self.c_proj(y.contiguous().view(B, T, -1))
 
@@ -425,3 +431,112 @@ def config_to_json(cfg):
     if not d.get("short_window"):
         d.pop("short_window", None)
     return d
+
+
+# ----------------------------------------------------------------------------- KV-cache inference
+# nanochat engine.py's KVCache and GPT.forward(idx, kv_cache=...), written out for PyTorch 1.13 on
+# the CPU (nanochat calls flash_attn_with_kvcache; here the same window semantics are masked by
+# hand). Used by bench/bench_engine.py as the reference decode loop.
+
+class KVCache:
+    """k, v [n_layer, B, T_max, Hkv, D]; one position for all rows (nanochat prefills batch 1 and
+    broadcasts); prev_embedding = the normed embedding of the last token (smear state)."""
+
+    def __init__(self, config, batch_size, max_len):
+        D = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, max_len, config.n_kv_head, D)
+        self.k = torch.zeros(shape)
+        self.v = torch.zeros(shape)
+        self.pos = 0
+        self.prev_embedding = None
+
+
+def attention_cached(q, k, v, p0, window):
+    """q [B,T,H,D] at positions p0..p0+T-1; k/v [B,S,Hkv,D] for positions 0..S-1 (S = p0+T)."""
+    B, T, H, D = q.shape
+    S, Hkv = k.shape[1], k.shape[2]
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if Hkv != H:
+        k = k.repeat_interleave(H // Hkv, dim=1)
+        v = v.repeat_interleave(H // Hkv, dim=1)
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))
+    row = torch.arange(p0, p0 + T).unsqueeze(1)
+    col = torch.arange(S).unsqueeze(0)
+    mask = (col <= row) & ((row - col) <= window)
+    att = att.masked_fill(~mask, float("-inf"))
+    att = F.softmax(att, dim=-1)
+    return (att @ v).transpose(1, 2)
+
+
+def _attn_forward_cached(self, x, ve, cos_sin, window, kv, li):
+    B, T, C = x.size()
+    q, k, v = self.qkv(x, ve, cos_sin)
+    p0 = kv.pos
+    kv.k[li, :B, p0:p0 + T] = k
+    kv.v[li, :B, p0:p0 + T] = v
+    y = attention_cached(q, kv.k[li, :B, :p0 + T], kv.v[li, :B, :p0 + T], p0, window)
+    return self.c_proj(y.contiguous().view(B, T, -1))
+
+
+CausalSelfAttention.forward_cached = _attn_forward_cached
+
+
+def _gpt_forward_cached(self, idx, kv, last_only=False):
+    """Logits [B, T, V] (nanochat computes them for every position), or [B, 1, V] with
+    last_only (a tuned variant: the head only where the engine samples)."""
+    B, T = idx.size()
+    p0 = kv.pos
+    cos_sin = self.cos[:, p0:p0 + T], self.sin[:, p0:p0 + T]
+    x = rms_norm(self.transformer.wte(idx))
+    if T == 1 and kv.prev_embedding is not None:
+        gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[..., :24]))
+        xs = x + gate * kv.prev_embedding
+    else:
+        gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, 1:, :24]))
+        xs = torch.cat([x[:, :1], x[:, 1:] + gate * x[:, :-1]], dim=1)
+    kv.prev_embedding = x[:, -1:, :]
+    x = x0 = xs
+    backout_layer = self.config.n_layer // 2
+    x_backout = None
+    for i, block in enumerate(self.transformer.h):
+        x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+        ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
+        x = x + block.attn.forward_cached(rms_norm(x), ve, cos_sin, self.window_sizes[i], kv, i)
+        x = x + block.mlp(rms_norm(x))
+        if i == backout_layer:
+            x_backout = x
+    if x_backout is not None:
+        x = x - self.backout_lambda * x_backout
+    if last_only:
+        x = x[:, -1:]
+    x = rms_norm(x)
+    logits = self.lm_head(x)[..., :self.config.vocab_size].float()
+    kv.pos += T
+    return 15 * torch.tanh(logits / 15)
+
+
+GPT.forward_cached = _gpt_forward_cached
+
+
+def load_dump(d):
+    """A model written by bench_engine --dump (or nc_model_check): manifest.json (config, tensor
+    names/offsets/shapes) + params.f32 (the flat buffer), loaded by state-dict name (strict), and
+    prompt.i32 as a [1, T] tensor when present. Returns (config, model, prompt or None)."""
+    import os
+    with open(os.path.join(d, "manifest.json")) as f:
+        man = json.load(f)
+    flat = np.fromfile(os.path.join(d, "params.f32"), dtype="<f4")
+    cfg = GPTConfig(**man["config"])
+    model = GPT(cfg)
+    sd = {}
+    for t in man["tensors"]:
+        n = int(np.prod(t["shape"]))
+        sd[t["name"]] = torch.from_numpy(flat[t["offset"]:t["offset"] + n].reshape(t["shape"]).copy())
+    missing, unexpected = model.load_state_dict(sd, strict=True)
+    if missing or unexpected:
+        raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    prompt = None
+    path = os.path.join(d, "prompt.i32")
+    if os.path.exists(path):
+        prompt = torch.from_numpy(np.fromfile(path, dtype="<i4").astype(np.int64)).view(1, -1)
+    return cfg, model, prompt

@@ -4,12 +4,15 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 extern "C" {
+#include "nc_err.h"
+#include "nc_model.h"
 #include "nc_model_config.h"
 #include "nc_model_layout.h"
 }
@@ -72,6 +75,32 @@ inline std::vector<int32_t> random_ids(int n, int V, uint64_t seed) {
   for (auto &x : v) x = (int32_t)(g() % (uint64_t)V);
   return v;
 }
+
+// A model with random_params weights (m == nullptr when creation failed) and its full
+// (no-cache) forward, the reference the KV-cache paths are compared with.
+struct ModelFixture {
+  nc_model_config cfg;
+  nc_model *m = nullptr;
+  explicit ModelFixture(nc_model_config c, uint64_t seed = 21) : cfg(c) {
+    if (nc_model_create(&cfg, &m, nullptr, 0) != NC_OK) {
+      m = nullptr;
+      return;
+    }
+    std::vector<double> p = random_params<double>(cfg, seed);
+    float *buf = nc_model_param_buffer(m, nullptr);
+    for (size_t i = 0; i < p.size(); i++) buf[i] = (float)p[i];
+  }
+  ~ModelFixture() { nc_model_free(m); }
+  ModelFixture(const ModelFixture &) = delete;
+  ModelFixture &operator=(const ModelFixture &) = delete;
+  // logits [T, V] of one sequence; NaN everywhere if the forward failed
+  std::vector<float> full_logits(const std::vector<int32_t> &ids) {
+    std::vector<float> lg(ids.size() * cfg.vocab_size);
+    if (!m || nc_model_forward(m, ids.data(), nullptr, 1, (int)ids.size(), nullptr, nullptr, lg.data()) != NC_OK)
+      std::fill(lg.begin(), lg.end(), NAN);
+    return lg;
+  }
+};
 
 // Names of the tensors in layout order, with their [offset, offset + numel) ranges.
 struct Span {

@@ -18,22 +18,7 @@ extern "C" {
 
 namespace {
 
-struct Fixture {
-  nc_model_config cfg;
-  nc_model *m = nullptr;
-  explicit Fixture(nc_model_config c, uint64_t seed = 21) : cfg(c) {
-    EXPECT_EQ(nc_model_create(&cfg, &m, nullptr, 0), NC_OK);
-    std::vector<double> p = nct::random_params<double>(cfg, seed);
-    float *buf = nc_model_param_buffer(m, nullptr);
-    for (size_t i = 0; i < p.size(); i++) buf[i] = (float)p[i];
-  }
-  ~Fixture() { nc_model_free(m); }
-  std::vector<float> full_logits(const std::vector<int32_t> &ids) {
-    std::vector<float> lg(ids.size() * cfg.vocab_size);
-    EXPECT_EQ(nc_model_forward(m, ids.data(), nullptr, 1, (int)ids.size(), nullptr, nullptr, lg.data()), NC_OK);
-    return lg;
-  }
-};
+using Fixture = nct::ModelFixture;
 
 nc_model_config cfg_small() { return nct::tiny(3, 64, 2, 32, 96, "SSL", 6); }
 

@@ -1,0 +1,537 @@
+/* nc_decode.c — chunked prefill and batched decode over per-sequence KV caches. See
+ * nc_decode.h; the step order is nc_model_trunk's (nc_model.c) and nc_model_ref_impl.h's. */
+#include "nc_decode.h"
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
+#include <float.h>
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nc_attention.h"
+#include "nc_err.h"
+#include "nc_gemv.h"
+#include "nc_kernels.h"
+#include "nc_model_internal.h"
+#include "nc_model_ref.h"
+#include "nc_vmath.h"
+
+#define ALIGN_F 16 /* floats: 64-byte alignment of carved buffers and per-thread scratch */
+
+typedef struct layer_w {
+  const float *qkv, *proj, *fc, *mproj;  /* fp32 in the model's parameter buffer */
+  const uint16_t *qkv16, *proj16, *fc16, *mproj16; /* bf16 copies, NULL for fp32 */
+} layer_w;
+
+struct nc_decoder {
+  const nc_model *m;
+  nc_decode_weights wt;
+  int max_rows, max_chunk, t_max, cap_n;
+  int packed;              /* bf16 copies in nc_gemv's packed layout (C % 8 == 0) */
+  uint16_t *xbf;           /* NC_DECODE_BF16_DOT: activations rounded to bf16 [cap_n, F] */
+  int C, H, Hkv, D, KV, QKV, F, V, L;
+  layer_w lw[NC_CFG_MAX_LAYER];
+  const float *head;       /* lm_head fp32 [V, C] */
+  const uint16_t *head16;  /* bf16 copy or NULL    */
+  uint16_t *w16;           /* the bf16 allocation  */
+  float *cos_t, *sin_t;    /* rope [t_max, D/2]    */
+  float *mem;              /* activations (carved) */
+  float *xn0, *rstd, *sig, *x0, *res, *xm, *xn, *qkv, *gate, *att, *h, *xb, *xf;
+  float *work;             /* attention scratch    */
+  size_t work_floats;
+  int work_threads;
+  int32_t pos[NC_DECODE_MAX_ROWS > 1 ? NC_DECODE_MAX_ROWS : 1];
+};
+
+/* ------------------------------------------------------------------ create / weights */
+
+static size_t rup(size_t n) { return (n + ALIGN_F - 1) / ALIGN_F * ALIGN_F; }
+
+/* attention scratch for `nth` threads: nc_attn_fwd's (prefill) or per-thread scores (decode) */
+static size_t attn_floats(const nc_decoder *d, int nth) {
+  int64_t keys = 0;
+  for (int l = 0; l < d->L; l++) {
+    int64_t k = (int64_t)d->m->lay.layer[l].window + NC_ATTN_BLOCK;
+    if (k > keys) keys = k;
+  }
+  if (keys > d->t_max) keys = d->t_max;
+  nc_attn probe;
+  memset(&probe, 0, sizeof probe);
+  probe.B = 1;
+  probe.T = (int)keys;
+  probe.window = (int)keys;
+  size_t a = nc_attn_workspace_floats(&probe, nth);
+  size_t s = (size_t)nth * rup((size_t)d->t_max);
+  return a > s ? a : s;
+}
+
+static int ensure_work(nc_decoder *d) {
+  int nth = omp_get_max_threads();
+  if (d->work && nth <= d->work_threads) return NC_OK;
+  size_t n = attn_floats(d, nth);
+  float *w = NULL;
+  if (posix_memalign((void **)&w, 64, n * sizeof(float)) != 0) return NC_ENOMEM;
+  free(d->work);
+  d->work = w;
+  d->work_floats = n;
+  d->work_threads = nth;
+  return NC_OK;
+}
+
+/* Stores one matrix's bf16 copy at *p (packed when d->packed) and advances *p. */
+static const uint16_t *put_bf16(const nc_decoder *d, uint16_t **p, const float *w, int O, int K) {
+  uint16_t *dst = *p;
+  if (d->packed) {
+    nc_gemv_bf16_pack(w, O, K, dst);
+    *p += nc_gemv_bf16_packed_size(O, K);
+  } else {
+    nc_f32_to_bf16(w, dst, (size_t)O * (size_t)K);
+    *p += (size_t)O * (size_t)K;
+  }
+  return dst;
+}
+
+static size_t bf16_elems(const nc_decoder *d, int O, int K) {
+  return d->packed ? nc_gemv_bf16_packed_size(O, K) : (size_t)O * (size_t)K;
+}
+
+void nc_decoder_sync_weights(nc_decoder *d) {
+  if (!d || !d->w16) return;
+  const nc_model *m = d->m;
+  const int C = d->C, QKV = d->QKV, F = d->F;
+  uint16_t *p = d->w16;
+  for (int l = 0; l < d->L; l++) {
+    const nc_layer_layout *y = &m->lay.layer[l];
+    layer_w *w = &d->lw[l];
+    w->qkv16 = put_bf16(d, &p, m->params + y->c_q, QKV, C); /* c_q, c_k, c_v adjacent */
+    w->proj16 = put_bf16(d, &p, m->params + y->c_proj, C, C);
+    w->fc16 = put_bf16(d, &p, m->params + y->c_fc, F, C);
+    w->mproj16 = put_bf16(d, &p, m->params + y->mlp_c_proj, C, F);
+  }
+  d->head16 = put_bf16(d, &p, m->params + m->lay.lm_head, d->V, C);
+}
+
+static int64_t per_layer_weights(const nc_decoder *d) {
+  return (int64_t)d->QKV * d->C + (int64_t)d->C * d->C + 2LL * d->F * d->C;
+}
+
+int64_t nc_decoder_weight_bytes(const nc_decoder *d) {
+  if (!d) return 0;
+  int64_t n = per_layer_weights(d) * d->L + (int64_t)d->V * d->C;
+  return n * (d->wt == NC_DECODE_F32 ? 4 : 2);
+}
+
+void nc_decoder_free(nc_decoder *d) {
+  if (!d) return;
+  free(d->w16);
+  free(d->cos_t);
+  free(d->sin_t);
+  free(d->mem);
+  free(d->work);
+  free(d->xbf);
+  free(d);
+}
+
+nc_decode_weights nc_decoder_fastest_weights(const nc_model *m) {
+  return m && m->C % 8 == 0 && nc_gemv_bf16dp_available() ? NC_DECODE_BF16_DOT : NC_DECODE_BF16;
+}
+
+int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int max_chunk,
+                      int t_max, nc_decoder **out) {
+  if (!out) return NC_EINVAL;
+  *out = NULL;
+  if (m && w == NC_DECODE_AUTO) w = nc_decoder_fastest_weights(m);
+  if (!m || (w != NC_DECODE_F32 && w != NC_DECODE_BF16 && w != NC_DECODE_BF16_DOT) || max_rows < 1 ||
+      max_rows > NC_DECODE_MAX_ROWS || max_chunk < 1 || max_chunk > 65536 || t_max < 1 ||
+      (int64_t)t_max > 10LL * m->cfg.sequence_len)
+    return NC_EINVAL;
+  if (w == NC_DECODE_BF16_DOT && nc_decoder_fastest_weights(m) != NC_DECODE_BF16_DOT)
+    return NC_ENOTSUP;
+  nc_decoder *d = calloc(1, sizeof *d);
+  if (!d) return NC_ENOMEM;
+  d->m = m;
+  d->wt = w;
+  d->max_rows = max_rows;
+  d->max_chunk = max_chunk;
+  d->t_max = t_max;
+  d->C = m->C;
+  d->H = m->H;
+  d->Hkv = m->Hkv;
+  d->D = m->D;
+  d->KV = m->KV;
+  d->QKV = m->QKV;
+  d->F = m->F;
+  d->V = m->V;
+  d->L = m->L;
+  for (int l = 0; l < d->L; l++) {
+    const nc_layer_layout *y = &m->lay.layer[l];
+    d->lw[l].qkv = m->params + y->c_q;
+    d->lw[l].proj = m->params + y->c_proj;
+    d->lw[l].fc = m->params + y->c_fc;
+    d->lw[l].mproj = m->params + y->mlp_c_proj;
+  }
+  d->head = m->params + m->lay.lm_head;
+  int rc = NC_ENOMEM;
+  if (w != NC_DECODE_F32) {
+    d->packed = d->C % 8 == 0; /* every K is C or 4C */
+    size_t n = bf16_elems(d, d->V, d->C);
+    n += (size_t)d->L * (bf16_elems(d, d->QKV, d->C) + bf16_elems(d, d->C, d->C) +
+                         bf16_elems(d, d->F, d->C) + bf16_elems(d, d->C, d->F));
+    if (posix_memalign((void **)&d->w16, 64, n * sizeof(uint16_t)) != 0) goto fail;
+    nc_decoder_sync_weights(d);
+  }
+  const size_t half = (size_t)d->D / 2;
+  d->cos_t = malloc(sizeof(float) * (size_t)t_max * half);
+  d->sin_t = malloc(sizeof(float) * (size_t)t_max * half);
+  if (!d->cos_t || !d->sin_t) goto fail;
+  nc_ref_rope_tables_f32(d->cos_t, d->sin_t, t_max, d->D);
+  /* activations for cap_n token rows (the larger of a decode batch and a prefill chunk) */
+  const size_t N = (size_t)(max_rows > max_chunk ? max_rows : max_chunk);
+  d->cap_n = (int)N;
+  if (w == NC_DECODE_BF16_DOT) {
+    d->xbf = malloc(sizeof(uint16_t) * N * (size_t)d->F);
+    if (!d->xbf) goto fail;
+  }
+  const size_t C = (size_t)d->C, R = (size_t)max_rows;
+  size_t sizes[] = {N * C, N, N, N * C, N * C, N * C, N * C, N * (size_t)d->QKV,
+                    N * (size_t)d->Hkv, N * C, N * (size_t)d->F, N * C, R * C};
+  float **dst[] = {&d->xn0, &d->rstd, &d->sig, &d->x0, &d->res, &d->xm, &d->xn, &d->qkv,
+                   &d->gate, &d->att, &d->h, &d->xb, &d->xf};
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += rup(sizes[i]);
+  if (posix_memalign((void **)&d->mem, 64, total * sizeof(float)) != 0) goto fail;
+  memset(d->mem, 0, total * sizeof(float)); /* touch once, now */
+  float *p = d->mem;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    *dst[i] = p;
+    p += rup(sizes[i]);
+  }
+  if ((rc = ensure_work(d)) != NC_OK) goto fail;
+  *out = d;
+  return NC_OK;
+fail:
+  nc_decoder_free(d);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ pieces */
+
+/* y [N, O] (=, or += when acc) x [N, K] @ W^T: GEMV kernels (bf16 copy when there is one, else
+ * fp32) when gemv, else sgemm on the fp32 weights. NC_DECODE_BF16_DOT runs prefill chunks through
+ * the dot-product kernels too (64 rows per weight pass; twice sgemm's multiply-adds per
+ * instruction), so its whole inference path uses bf16 weights and activations. */
+static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w16, int O, int K,
+               const float *x, int N, float *y, int acc) {
+  if (!gemv && !d->xbf) {
+    nc_gemm(0, 1, N, O, K, 1.0f, x, K, w, K, acc ? 1.0f : 0.0f, y, O);
+    return;
+  }
+  const int fl = acc ? NC_GEMV_ACCUMULATE : 0;
+  if (w16 && d->xbf) { /* bf16 activations: round x once, then dot products */
+    nc_f32_to_bf16(x, d->xbf, (size_t)N * (size_t)K);
+    for (int r0 = 0; r0 < N; r0 += NC_GEMV_MAX_B) {
+      const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
+      nc_gemv_bf16dp_packed(w16, O, K, d->xbf + (size_t)r0 * K, K, nb, y + (size_t)r0 * O, O, fl, 0);
+    }
+    return;
+  }
+  for (int r0 = 0; r0 < N; r0 += NC_GEMV_MAX_B) {
+    const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
+    const float *xr = x + (size_t)r0 * K;
+    float *yr = y + (size_t)r0 * O;
+    if (w16 && d->packed) nc_gemv_bf16_packed(w16, O, K, xr, K, nb, yr, O, fl, 0);
+    else if (w16) nc_gemv_bf16_ex(w16, O, K, xr, K, nb, yr, O, fl, 0);
+    else nc_gemv_f32_ex(w, O, K, xr, K, nb, yr, O, fl, 0);
+  }
+}
+
+/* ---- decode attention: one query against a sequence's cached keys/values ----------------
+ * Every value has one fixed operation order (a row's result does not depend on the batch):
+ * score j = scale * (one 8-lane FMA chain over d, fixed hsum); y[e] = (sum_j exp_j v_j[e], in
+ * j order) / sum_j exp_j. The AVX2 versions run 8 keys (scores) or 64 output lanes (values) side
+ * by side; the scalar versions (also used when D % 8 != 0) are the readable definition. */
+
+#define NC_AVX2 __attribute__((target("avx2,fma")))
+
+static void qk_scalar(const float *q, const float *K, size_t ld, int n, int D, float scale, float *s) {
+  for (int j = 0; j < n; j++) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float *k = K + (size_t)j * ld;
+    for (int e = 0; e + 8 <= D; e += 8)
+      for (int i = 0; i < 8; i++) acc[i] += q[e + i] * k[e + i];
+    float t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (int e = D & ~7; e < D; e++) t += q[e] * k[e];
+    s[j] = scale * t;
+  }
+}
+
+static void pv_scalar(const float *p, const float *V, size_t ld, int n, int D, float inv, float *y) {
+  for (int e = 0; e < D; e++) y[e] = 0.0f;
+  for (int j = 0; j < n; j++)
+    for (int e = 0; e < D; e++) y[e] += p[j] * V[(size_t)j * ld + e];
+  for (int e = 0; e < D; e++) y[e] *= inv;
+}
+
+NC_AVX2 static inline float hsum8(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+  return _mm_cvtss_f32(lo);
+}
+
+NC_AVX2 static void qk_avx2(const float *q, const float *K, size_t ld, int n, int D, float scale,
+                            float *s) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const float *k = K + (size_t)j * ld;
+    __m256 a[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+    for (int e = 0; e < D; e += 8) {
+      __m256 qv = _mm256_loadu_ps(q + e);
+      for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)i * ld + e), qv, a[i]);
+    }
+    for (int i = 0; i < 8; i++) s[j + i] = scale * hsum8(a[i]);
+  }
+  for (; j < n; j++) {
+    const float *k = K + (size_t)j * ld;
+    __m256 a = _mm256_setzero_ps();
+    for (int e = 0; e < D; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(k + e), _mm256_loadu_ps(q + e), a);
+    s[j] = scale * hsum8(a);
+  }
+}
+
+NC_AVX2 static void pv_avx2(const float *p, const float *V, size_t ld, int n, int D, float inv,
+                            float *y) {
+  const __m256 vi = _mm256_set1_ps(inv);
+  int e0 = 0;
+  for (; e0 + 64 <= D; e0 += 64) {
+    __m256 a[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const float *v = V + (size_t)j * ld + e0;
+      for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * i), a[i]);
+    }
+    for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + e0 + 8 * i, _mm256_mul_ps(a[i], vi));
+  }
+  for (; e0 < D; e0 += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++)
+      a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + (size_t)j * ld + e0), a);
+    _mm256_storeu_ps(y + e0, _mm256_mul_ps(a, vi));
+  }
+}
+
+/* One query per sequence (decode): y(b, h) = softmax(scale q k^T over the window) v, with keys
+ * and values read from sequence b's cache. Tasks (b, h) are independent; each uses its
+ * thread's score scratch. */
+static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
+  const int H = d->H, D = d->D, KV = d->KV, QKV = d->QKV, C = d->C, rep = d->H / d->Hkv;
+  const int window = d->m->lay.layer[l].window;
+  const float scale = 1.0f / sqrtf((float)D);
+  const int vec = D % 8 == 0 && nc_gemv_has_avx2();
+  double est = 0;
+  for (int b = 0; b < B; b++) est += (double)(d->pos[b] + 1) * H * D;
+  const size_t stride = rup((size_t)d->t_max);
+#pragma omp parallel for schedule(static) if (B * H > 1 && est > 2e5)
+  for (int task = 0; task < B * H; task++) {
+    const int b = task / H, h = task % H, g = h / rep;
+    const nc_kvcache *kc = kcs[b];
+    const int64_t p = d->pos[b];
+    const int64_t lo = p - window > 0 ? p - window : 0;
+    const int n = (int)(p - lo + 1);
+    float *s = d->work + (size_t)omp_get_thread_num() * stride;
+    const size_t base = (size_t)l * kc->t_max * KV;
+    const float *K = kc->k + base + (size_t)lo * KV + (size_t)g * D;
+    const float *Vv = kc->v + base + (size_t)lo * KV + (size_t)g * D;
+    const float *q = d->qkv + (size_t)b * QKV + (size_t)h * D;
+    float *y = d->att + (size_t)b * C + (size_t)h * D;
+    if (vec) qk_avx2(q, K, (size_t)KV, n, D, scale, s);
+    else qk_scalar(q, K, (size_t)KV, n, D, scale, s);
+    const float mx = nc_vmax(s, n);
+    const float inv = (float)(1.0 / nc_exp_affine_sum(s, n, 1.0f, mx));
+    if (vec) pv_avx2(s, Vv, (size_t)KV, n, D, inv, y);
+    else pv_scalar(s, Vv, (size_t)KV, n, D, inv, y);
+  }
+}
+
+/* 15 tanh(z / 15) in place (nc_vmath's tanh, the model's formula); a non-finite z makes the whole
+ * row NaN. One pass: the finiteness test rides along with the tanh. */
+static void softcap_row(float *z, int n) {
+  const float cap = (float)NC_SOFTCAP, icap = 1.0f / cap;
+  int bad = 0, i = 0;
+#ifdef NC_VMATH_AVX2
+  const __m256 vc = _mm256_set1_ps(cap), vi = _mm256_set1_ps(icap);
+  const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 inf = _mm256_set1_ps(INFINITY);
+  __m256 nf = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(z + i);
+    /* |v| == inf, or NaN (unordered) */
+    nf = _mm256_or_ps(nf, _mm256_cmp_ps(_mm256_and_ps(v, absm), inf, _CMP_NLT_UQ));
+    _mm256_storeu_ps(z + i, _mm256_mul_ps(vc, nc_tanh8(_mm256_mul_ps(v, vi))));
+  }
+  bad = _mm256_movemask_ps(nf) != 0;
+#endif
+  for (; i < n; i++) {
+    bad |= !isfinite(z[i]);
+    z[i] = cap * nc_tanhf_s(z[i] * icap);
+  }
+  if (bad)
+    for (i = 0; i < n; i++) z[i] = NAN;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static int check_cache(const nc_decoder *d, const nc_kvcache *kc, int T) {
+  if (!kc || kc->B != 1 || kc->n_layer != d->L || kc->Hkv != d->Hkv || kc->D != d->D ||
+      kc->C != d->C || kc->t_max > d->t_max)
+    return NC_EINVAL;
+  if (kc->seqlens[0] < 0 || (int64_t)kc->seqlens[0] + T > kc->t_max) return NC_EINVAL;
+  return NC_OK;
+}
+
+/* B sequences of T tokens each (B == 1 for prefill, T == 1 for decode). */
+static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, int B, int T,
+                   float *logits) {
+  const nc_model *m = d->m;
+  const int C = d->C, H = d->H, Hkv = d->Hkv, D = d->D, KV = d->KV, QKV = d->QKV, F = d->F;
+  const int L = d->L, V = d->V, N = B * T;
+  const float eps = FLT_EPSILON;
+  const float *P = m->params;
+  const nc_model_layout *ly = &m->lay;
+  int rc = nc_model_check_tokens(m, idx, NULL, N);
+  if (rc) return rc;
+  for (int b = 0; b < B; b++) {
+    if ((rc = check_cache(d, kcs[b], T))) return rc;
+    for (int c = 0; c < b; c++)
+      if (kcs[c] == kcs[b]) return NC_EINVAL;
+  }
+  if ((rc = ensure_work(d))) return rc;
+  nc_blas_single_thread();
+  const int gemv = T == 1 || N <= NC_DECODE_GEMV_ROWS;
+  for (int b = 0; b < B; b++) d->pos[b] = kcs[b]->seqlens[0];
+
+  /* 1. embedding + rmsnorm (only the rows of these tokens); 2. smear */
+  nc_embed_fwd(d->xn0, P + ly->wte, idx, N, C);
+  nc_rmsnorm_fwd(d->xn0, d->rstd, d->xn0, N, C, eps);
+  const float *sg = P + ly->smear_gate, lam = P[ly->smear_lambda];
+  nc_smear_fwd(d->x0, d->sig, d->xn0, NULL, B, T, C, sg, lam); /* within each chunk */
+  for (int b = 0; b < B; b++) {
+    nc_kvcache *kc = kcs[b];
+    const size_t r0 = (size_t)b * T * C;
+    /* a decoded token, or a chunk continuing a prompt: its first token smears with the
+     * previous token's embedding (one prefill of the whole prompt would do the same) */
+    if (kc->has_prev[0]) nc_smear_fwd(d->x0 + r0, d->sig + (size_t)b * T, d->xn0 + r0, kc->prev_emb, 1, 1, C, sg, lam);
+    memcpy(kc->prev_emb, d->xn0 + r0 + (size_t)(T - 1) * C, sizeof(float) * (size_t)C);
+    kc->has_prev[0] = 1;
+  }
+  memcpy(d->res, d->x0, sizeof(float) * (size_t)N * C);
+
+  /* 3. blocks. n = rows still needed, tl = tokens per sequence among them: a prefill needs
+   * every token's keys/values in every layer, but only its last token after the last layer's
+   * attention, so that layer finishes on one row (1/L of a prefill saved). */
+  const float scale = 1.0f / sqrtf((float)D);
+  int n = N, tl = T;
+  for (int l = 0; l < L; l++) {
+    const nc_layer_layout *w = &ly->layer[l];
+    const layer_w *lw = &d->lw[l];
+    const float lr = P[ly->resid_lambdas + l], l0 = P[ly->x0_lambdas + l];
+    float *xm = d->xm, *res = d->res, *x0 = d->x0;
+    for (int64_t i = 0; i < (int64_t)n * C; i++) xm[i] = lr * res[i] + l0 * x0[i];
+    nc_rmsnorm_fwd(d->xn, d->rstd, xm, n, C, eps);
+    mm(d, gemv, lw->qkv, lw->qkv16, QKV, C, d->xn, n, d->qkv, 0);
+    if (w->ve_gate >= 0)
+      nc_ve_fwd(d->qkv + C + KV, QKV, d->gate, d->xn, C, idx, P + w->value_embed, P + w->ve_gate,
+                N, Hkv, D);
+    nc_qk_fwd(d->qkv, QKV, NULL, NULL, N, T, d->pos, H, Hkv, D, d->cos_t, d->sin_t, eps);
+    for (int b = 0; b < B; b++) { /* append keys/values */
+      nc_kvcache *kc = kcs[b];
+      const size_t base = (size_t)l * kc->t_max * KV;
+      for (int t = 0; t < T; t++) {
+        const float *src = d->qkv + ((size_t)b * T + t) * QKV;
+        const size_t at = base + ((size_t)d->pos[b] + t) * KV;
+        memcpy(kc->k + at, src + C, sizeof(float) * (size_t)KV);
+        memcpy(kc->v + at, src + C + KV, sizeof(float) * (size_t)KV);
+      }
+    }
+    if (T == 1) {
+      attn_decode(d, l, kcs, B);
+    } else if (l == L - 1) { /* prefill, last layer: the last query only (B == 1) */
+      memmove(d->qkv, d->qkv + (size_t)(T - 1) * QKV, sizeof(float) * (size_t)QKV);
+      memmove(xm, xm + (size_t)(T - 1) * C, sizeof(float) * (size_t)C);
+      if (L / 2 < l) memmove(d->xb, d->xb + (size_t)(T - 1) * C, sizeof(float) * (size_t)C);
+      d->pos[0] += T - 1;
+      attn_decode(d, l, kcs, 1);
+      d->pos[0] -= T - 1;
+      n = tl = 1;
+    } else {
+      nc_kvcache *kc = kcs[0]; /* prefill: B == 1 */
+      const size_t base = (size_t)l * kc->t_max * KV;
+      nc_attn at = {1, T, H, Hkv, D, w->window, scale, d->pos,
+                    d->qkv, (int64_t)T * QKV, QKV,
+                    kc->k + base, kc->v + base, (int64_t)kc->t_max * KV, KV,
+                    d->att, (int64_t)T * C, C, NULL};
+      nc_attn_fwd(&at, d->work);
+    }
+    mm(d, gemv, lw->proj, lw->proj16, C, C, d->att, n, xm, 1); /* post-attention residual */
+    nc_rmsnorm_fwd(d->xn, d->rstd, xm, n, C, eps);
+    mm(d, gemv, lw->fc, lw->fc16, F, C, d->xn, n, d->h, 0);
+    nc_relu2_fwd(d->h, d->h, (int64_t)n * F);
+    memcpy(res, xm, sizeof(float) * (size_t)n * C);
+    mm(d, gemv, lw->mproj, lw->mproj16, C, F, d->h, n, res, 1);
+    if (l == L / 2) memcpy(d->xb, res, sizeof(float) * (size_t)n * C);
+  }
+
+  /* 4. backout + final norm + head, for the last token of each sequence only */
+  const float lb = P[ly->backout_lambda];
+  for (int b = 0; b < B; b++) {
+    const size_t r = ((size_t)b * tl + tl - 1) * C;
+    float *xf = d->xf + (size_t)b * C;
+    for (int c = 0; c < C; c++) xf[c] = d->res[r + c] - lb * d->xb[r + c];
+  }
+  nc_rmsnorm_fwd(d->xf, d->rstd, d->xf, B, C, eps);
+  if (logits) {
+    mm(d, 1, d->head, d->head16, V, C, d->xf, B, logits, 0);
+    for (int b = 0; b < B; b++) softcap_row(logits + (size_t)b * V, V);
+  }
+  for (int b = 0; b < B; b++) kcs[b]->seqlens[0] += T;
+  return NC_OK;
+}
+
+int nc_decoder_prefill(nc_decoder *d, nc_kvcache *kc, const int32_t *ids, int T, float *logits) {
+  if (!d || !kc || !ids || T < 1 || T > d->max_chunk) return NC_EINVAL;
+  return forward(d, &kc, ids, 1, T, logits);
+}
+
+int nc_decoder_step(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *ids, int B,
+                    float *logits) {
+  if (!d || !kcs || !ids || !logits || B < 1 || B > d->max_rows) return NC_EINVAL;
+  for (int b = 0; b < B; b++)
+    if (!kcs[b]) return NC_EINVAL;
+  return forward(d, kcs, ids, B, 1, logits);
+}
+
+int nc_kvcache_copy(nc_kvcache *dst, const nc_kvcache *src) {
+  if (!dst || !src || dst == src || dst->B != 1 || src->B != 1 || dst->n_layer != src->n_layer ||
+      dst->Hkv != src->Hkv || dst->D != src->D || dst->C != src->C)
+    return NC_EINVAL;
+  const int n = src->seqlens[0];
+  if (n < 0 || n > dst->t_max || n > src->t_max) return NC_EINVAL;
+  const size_t KV = (size_t)src->Hkv * src->D;
+  for (int l = 0; l < src->n_layer; l++) {
+    memcpy(dst->k + (size_t)l * dst->t_max * KV, src->k + (size_t)l * src->t_max * KV,
+           sizeof(float) * (size_t)n * KV);
+    memcpy(dst->v + (size_t)l * dst->t_max * KV, src->v + (size_t)l * src->t_max * KV,
+           sizeof(float) * (size_t)n * KV);
+  }
+  memcpy(dst->prev_emb, src->prev_emb, sizeof(float) * (size_t)src->C);
+  dst->has_prev[0] = src->has_prev[0];
+  dst->seqlens[0] = n;
+  return NC_OK;
+}
