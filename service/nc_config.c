@@ -170,7 +170,7 @@ int nc_config_apply_text(nc_config *c, const char *text, size_t len, const char 
     line[n] = 0;
     pos = e < len ? e + 1 : e;
     if (memchr(line, 0, n)) return errf(err, errlen, "%s:%d: NUL byte", source, lineno);
-    if (!nc_utf8_valid((const uint8_t *)line, n))
+    if (!nc_text_valid((const uint8_t *)line, n))
       return errf(err, errlen, "%s:%d: invalid UTF-8", source, lineno);
     /* trim */
     char *s = line;

@@ -19,7 +19,7 @@
 /* UTF-8 and identifiers                                                                      */
 /* ---------------------------------------------------------------------------------------- */
 
-bool nc_utf8_valid(const uint8_t *s, size_t n) {
+bool nc_text_valid(const uint8_t *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     /* ASCII fast path: 8 bytes at a time, none >= 0x80 and none zero */
@@ -194,7 +194,7 @@ static int wire_walk(vctx *v, const nc_msg_rules *rules, const ProtobufCMessageD
     if (fd->type == PROTOBUF_C_TYPE_STRING || fd->type == PROTOBUF_C_TYPE_BYTES) {
       bool str = fd->type == PROTOBUF_C_TYPE_STRING;
       bool bad_len = r && (r->flags & NC_FR_MAX_LEN) && skip > r->max_len;
-      bool bad_utf8 = str && !nc_utf8_valid(val, (size_t)skip);
+      bool bad_utf8 = str && !nc_text_valid(val, (size_t)skip);
       if (bad_len || bad_utf8) {
         path_push(v, fd->name, index);
         if (bad_utf8) {

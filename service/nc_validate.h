@@ -42,7 +42,7 @@ int nc_validate_message(const nc_msg_rules *rules, const ProtobufCMessage *msg,
 
 /* True when s[0..len) is valid UTF-8 (RFC 3629: shortest form, no surrogates, <= U+10FFFF)
  * and contains no NUL byte. */
-bool nc_utf8_valid(const uint8_t *s, size_t len);
+bool nc_text_valid(const uint8_t *s, size_t len);
 
 /* Identifier syntax of the `ident` limit: 1..max_len bytes of [A-Za-z0-9_.-], not starting
  * with '.' or '-' (so never ".", "..", a hidden file or an option-looking word). */

@@ -76,7 +76,7 @@ TEST(Utf8, Table) {
       {"\xe2\x28\xa1", false},
   };
   for (auto &cs : cases)
-    EXPECT_EQ(nc_utf8_valid((const uint8_t *)cs.s.data(), cs.s.size()), cs.ok)
+    EXPECT_EQ(nc_text_valid((const uint8_t *)cs.s.data(), cs.s.size()), cs.ok)
         << testing::PrintToString(cs.s);
 }
 
