@@ -111,6 +111,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "nanochatd: %s\n", err);
     return 2;
   }
+  if (cfg.tls_key[0]) {
+    struct stat kst;
+    if (stat(cfg.tls_key, &kst) != 0 || !S_ISREG(kst.st_mode)) {
+      fprintf(stderr, "nanochatd: --tls-key %s: not a readable regular file\n", cfg.tls_key);
+      return 2;
+    }
+    if (kst.st_mode & (S_IRWXG | S_IRWXO)) {
+      fprintf(stderr, "nanochatd: --tls-key %s: mode %03o is accessible by group or others; chmod 600 it\n",
+              cfg.tls_key, (unsigned)(kst.st_mode & 0777));
+      return 2;
+    }
+  }
   if (mkdirs(cfg.data_dir) != 0) {
     fprintf(stderr, "nanochatd: cannot create data dir %s: %s\n", cfg.data_dir, strerror(errno));
     return 1;
@@ -151,6 +163,9 @@ int main(int argc, char **argv) {
   nc_sandbox *sandbox = NULL;
   if (cfg.enable_tools) {
     nc_sandbox_cfg sc = nc_sandbox_cfg_default();
+    sc.max_concurrent = cfg.tools_max_concurrent;
+    sc.max_memory_bytes = (uint64_t)cfg.tools_max_memory_mb << 20;
+    sc.max_timeout_ms = (uint32_t)cfg.tools_max_timeout_ms;
     nc_sandbox_level lvl;
     memset(&lvl, 0, sizeof lvl);
     if (nc_sandbox_create(sc, &sandbox) == NC_OK) {

@@ -13,6 +13,7 @@
 
 #include "nc_err.h"
 #include "nc_log.h"
+#include "nc_validate.h"
 
 #define NC_CONFIG_FILE_MAX (1u << 20)
 
@@ -47,6 +48,9 @@ static const opt opts[] = {
     {"enable-test-jobs", "NANOCHAT_ENABLE_TEST_JOBS", T_BOOL, OFF(enable_test_jobs), 0, 0, true},
     {"enable-tools", "NANOCHAT_ENABLE_TOOLS", T_BOOL, OFF(enable_tools), 0, 0, true},
     {"store-map-mb", "NANOCHAT_STORE_MAP_MB", T_INT, OFF(store_map_mb), 1, 1048576, true},
+    {"tools-max-concurrent", "NANOCHAT_TOOLS_MAX_CONCURRENT", T_INT, OFF(tools_max_concurrent), 1, 64, true},
+    {"tools-max-memory-mb", "NANOCHAT_TOOLS_MAX_MEMORY_MB", T_INT, OFF(tools_max_memory_mb), 16, 65536, true},
+    {"tools-max-timeout-ms", "NANOCHAT_TOOLS_MAX_TIMEOUT_MS", T_INT, OFF(tools_max_timeout_ms), 1, 3600000, true},
     {"config", "NANOCHAT_CONFIG", T_STR, OFF(config_file), 0, 0, false},
 };
 #undef OFF
@@ -144,6 +148,9 @@ void nc_config_defaults(nc_config *c, const char *const *env) {
   c->grace_ms = 10000;
   c->max_streams = 32;
   c->enable_tools = true;
+  c->tools_max_concurrent = 2;
+  c->tools_max_memory_mb = 1024;
+  c->tools_max_timeout_ms = 60000;
   c->action = NC_CONFIG_RUN;
 }
 
@@ -162,6 +169,8 @@ int nc_config_apply_text(nc_config *c, const char *text, size_t len, const char 
     line[n] = 0;
     pos = e < len ? e + 1 : e;
     if (memchr(line, 0, n)) return errf(err, errlen, "%s:%d: NUL byte", source, lineno);
+    if (!nc_utf8_valid((const uint8_t *)line, n))
+      return errf(err, errlen, "%s:%d: invalid UTF-8", source, lineno);
     /* trim */
     char *s = line;
     while (*s == ' ' || *s == '\t' || *s == '\r') s++;
@@ -175,7 +184,9 @@ int nc_config_apply_text(nc_config *c, const char *text, size_t len, const char 
     char *v = eq + 1;
     while (*v == ' ' || *v == '\t') v++;
     size_t vl = strlen(v);
-    if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+    if (vl >= 1 && (v[0] == '"' || v[vl - 1] == '"')) {
+      if (vl < 2 || v[0] != '"' || v[vl - 1] != '"')
+        return errf(err, errlen, "%s:%d: unbalanced double quote", source, lineno);
       v[vl - 1] = 0;
       v++;
     }
@@ -372,7 +383,8 @@ const char *nc_config_usage(void) {
          "                 [--insecure-remote] [--log-level error|warn|info|debug]\n"
          "                 [--workers N] [--worker-queue N] [--cq-threads N] [--grace-ms MS]\n"
          "                 [--max-streams N] [--enable-test-jobs] [--enable-tools BOOL]\n"
-         "                 [--store-map-mb N] [--config FILE]\n"
+         "                 [--store-map-mb N] [--tools-max-concurrent N]\n"
+         "                 [--tools-max-memory-mb N] [--tools-max-timeout-ms MS] [--config FILE]\n"
          "                 [--help] [--version]\n"
          "\n"
          "  --listen HOST:PORT   address (default 127.0.0.1:50051; port 0 picks a free port and\n"

@@ -20,6 +20,11 @@
  * | --grace-ms MS        | NANOCHAT_GRACE_MS         | 10000                   | shutdown grace period before in-flight calls are cancelled |
  * | --max-streams N      | NANOCHAT_MAX_STREAMS      | 32                      | concurrent streams per HTTP/2 connection |
  * | --enable-test-jobs   | NANOCHAT_ENABLE_TEST_JOBS | false                   | allow Train.TestJob (job-manager tests) |
+ * | --enable-tools BOOL  | NANOCHAT_ENABLE_TOOLS     | true                    | Tools.Execute through the sandbox (fails closed without one) |
+ * | --store-map-mb N     | NANOCHAT_STORE_MAP_MB     | store default           | LMDB map size in MiB (1..1048576) |
+ * | --tools-max-concurrent N | NANOCHAT_TOOLS_MAX_CONCURRENT | 2               | Tools.Execute runs at once, 1..64 |
+ * | --tools-max-memory-mb N  | NANOCHAT_TOOLS_MAX_MEMORY_MB  | 1024            | largest memory_limit_mb a request may ask |
+ * | --tools-max-timeout-ms N | NANOCHAT_TOOLS_MAX_TIMEOUT_MS | 60000           | largest timeout a request may ask |
  * | --config FILE        | NANOCHAT_CONFIG           | none                    | config file (below) |
  * | --help, --version    |                           |                         | print and exit 0 |
  *
@@ -63,6 +68,9 @@ typedef struct nc_config {
   bool enable_test_jobs;
   bool enable_tools;                     /* Tools.Execute through the sandbox (default on) */
   int store_map_mb;                      /* LMDB map size in MiB; 0 = the store's default */
+  int tools_max_concurrent;              /* sandbox runs at once (beyond: RESOURCE_EXHAUSTED) */
+  int tools_max_memory_mb;               /* largest memory_limit_mb a request may ask */
+  int tools_max_timeout_ms;              /* largest timeout a request may ask */
   int log_level;                         /* nc_log_level */
   int workers;
   int worker_queue;

@@ -20,7 +20,12 @@
 #ifndef NC_GATE_H
 #define NC_GATE_H
 
+#ifdef __cplusplus
+#include <atomic>
+typedef std::atomic<unsigned> atomic_uint;   /* same layout as C11 atomic_uint (gcc/clang) */
+#else
 #include <stdatomic.h>
+#endif
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

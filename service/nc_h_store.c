@@ -222,8 +222,8 @@ int nc_h_checkpoint_list(nc_call *c, const ProtobufCMessage *req) {
     free(orphans.v);
     return nc_call_finish(c, NC_ENOMEM, "out of memory");
   }
-  memcpy(all, items, n * sizeof *all);
-  memcpy(all + n, orphans.v, orphans.n * sizeof *all);
+  if (n) memcpy(all, items, n * sizeof *all);
+  if (orphans.n) memcpy(all + n, orphans.v, orphans.n * sizeof *all);
   Nanochat__V1__CheckpointListResponse resp = NANOCHAT__V1__CHECKPOINT_LIST_RESPONSE__INIT;
   resp.n_checkpoints = n + orphans.n;
   resp.checkpoints = all;

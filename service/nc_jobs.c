@@ -145,6 +145,8 @@ static int commit_job(nc_jobs *m, Nanochat__V1__JobInfo **info, const Nanochat__
                       unsigned flags, Nanochat__V1__JobEvent *const *evs, size_t n) {
   Nanochat__V1__JobInfo *c = info_clone(view);
   if (!c) return st_fail(NC_ENOMEM, "job: out of memory");
+  /* final states must land even in a full store (they use its reserve) */
+  if (nc_job_state_final(c->state)) flags |= NC_JOB_CRITICAL;
   int err = nc_store_job_write(m->store, c, flags, evs, n);
   if (err) {
     nc_store_free_msg(c);
@@ -367,6 +369,7 @@ static void start_job(nc_jobs *m, Nanochat__V1__JobInfo *j) {
 static void start_next_locked(nc_jobs *m) {
   for (int guard = 0; guard < 1000 && !m->stopping; guard++) {
     if (atomic_load(&m->n_running) >= m->max_running) return;
+    if (!nc_store_has_reserve(m->store)) return;   /* full store: queued jobs wait */
     char ids[1][NC_JOB_ID_LEN + 1];
     size_t n = 0, total = 0;
     if (nc_store_job_queue(m->store, ids, 1, &n, &total) != NC_OK) return;
@@ -934,6 +937,12 @@ int nc_jobs_submit(nc_jobs *m, Nanochat__V1__JobKind kind, const uint8_t *reques
   size_t n = 0, total = 0;
   if (m->stopping) {
     err = st_fail(NC_ENOTREADY, "the job manager is shutting down");
+    goto out;
+  }
+  if (!nc_store_has_reserve(m->store)) {
+    /* without the reserve this job's final state might not fit: refuse it up front */
+    err = st_fail(NC_EFULL, "store full: no room left to record another job "
+                            "(restart nanochatd with a larger --store-map-mb)");
     goto out;
   }
   err = nc_store_job_queue(m->store, NULL, 0, &n, &total);

@@ -39,7 +39,7 @@ int st_mdb(nc_store *s, int rc, const char *what) {
     case MDB_MAP_FULL:
       return st_fail(NC_EFULL,
                      "store full: %s does not fit in the %" PRIu64
-                     "-byte LMDB map (raise --store-map-size); nothing was written",
+                     "-byte LMDB map (raise --store-map-mb); nothing was written",
                      what, s ? s->map_size : 0);
     case MDB_TXN_FULL:
       return st_fail(NC_EFULL, "store full: %s touches too many pages in one transaction", what);
@@ -334,6 +334,52 @@ static int probe_dbis(nc_store *s, MDB_txn *t) {
   return NC_OK;
 }
 
+/* Reserve size: 1/16 of the map, within [16 KiB, 4 MiB]. */
+static size_t reserve_bytes(const nc_store *s) {
+  uint64_t r = s->map_size / 16;
+  if (r < (16u << 10)) r = 16u << 10;
+  if (r > (4u << 20)) r = 4u << 20;
+  return (size_t)r;
+}
+
+static const MDB_val reserve_key = {7, (void *)"reserve"};
+
+void st_reserve_ensure(nc_store *s) {
+  MDB_txn *t;
+  if (st_wbegin(s, &t) != NC_OK) return;
+  MDB_val k = reserve_key, v;
+  int rc = mdb_get(t, s->dbi[ST_DB_META], &k, &v);
+  if (rc == MDB_SUCCESS) {
+    mdb_txn_abort(t);
+    atomic_store(&s->reserve_held, true);
+    return;
+  }
+  size_t n = reserve_bytes(s);
+  void *zero = calloc(1, n);
+  int err = zero ? st_put_raw(s, t, ST_DB_META, &k, NC_REC_META, zero, n, 0, "store reserve")
+                 : NC_ENOMEM;
+  free(zero);
+  if (err == NC_OK) err = st_commit(s, t, "store reserve");
+  else mdb_txn_abort(t);
+  atomic_store(&s->reserve_held, err == NC_OK);
+}
+
+bool nc_store_has_reserve(nc_store *s) { return s && atomic_load(&s->reserve_held); }
+
+int st_reserve_release(nc_store *s) {
+  if (!atomic_exchange(&s->reserve_held, false)) return NC_ENOTFOUND;
+  MDB_txn *t;
+  int err = st_wbegin(s, &t);
+  if (err) return err;
+  MDB_val k = reserve_key;
+  int rc = mdb_del(t, s->dbi[ST_DB_META], &k, NULL);
+  if (rc) {
+    mdb_txn_abort(t);
+    return st_mdb(s, rc, "store reserve");
+  }
+  return st_commit(s, t, "store reserve release");
+}
+
 static int check_schema(nc_store *s, MDB_txn *t, bool may_write) {
   MDB_val k = {6, (void *)"schema"}, v;
   int rc = mdb_get(t, s->dbi[ST_DB_META], &k, &v);
@@ -469,6 +515,7 @@ int nc_store_open(const nc_store_opts *o, nc_store **out) {
   } else {
     err = st_commit(s, t, "store initialisation");
     if (err) goto fail;
+    st_reserve_ensure(s);
   }
   *out = s;
   return NC_OK;

@@ -159,6 +159,11 @@ int nc_store_get_stats(nc_store *s, nc_store_stats *st);
  * restarted); true otherwise. Thread-safe, lock-free. */
 bool nc_store_healthy(const nc_store *s);
 
+/* True while the store still holds its reserve (see NC_JOB_CRITICAL): room for the final
+ * state of a job. False after a full map used it; new jobs are then refused (NC_EFULL) until
+ * nanochatd reopens the store with space (a larger --store-map-mb or after deleting data). */
+bool nc_store_has_reserve(nc_store *s);
+
 /* The calling thread's message for the last failing nc_store_* call (also set by nc_jobs_*
  * calls that failed in the store). Static thread-local storage, valid until the thread's next
  * store call; never NULL ("" when nothing failed yet). Contains no user content. */
@@ -268,6 +273,9 @@ enum {
   NC_JOB_CREATE = 1u << 0,        /* the job must not exist yet (else NC_EEXIST); last_seq 0 */
   NC_JOB_QUEUE_PUSH = 1u << 1,    /* append the job id to the end of the FIFO queue */
   NC_JOB_QUEUE_REMOVE = 1u << 2,  /* remove the job id from the queue (no-op if absent) */
+  NC_JOB_CRITICAL = 1u << 3,      /* a state change that must land even when the map is full:
+                                   * on NC_EFULL the store's reserve record is released (once
+                                   * per open) and the write retried */
 };
 
 /* The one write of a job, in one transaction: assigns the next sequence numbers to the

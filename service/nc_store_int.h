@@ -33,6 +33,7 @@ struct nc_store {
   int readers_cleared;
   uint32_t schema;
   atomic_bool panicked;
+  atomic_bool reserve_held;   /* the meta "reserve" record exists (see st_reserve_*) */
 };
 
 extern const char *const nc_store_db_names[ST_DB_COUNT];
@@ -63,6 +64,14 @@ int st_put_msg(nc_store *s, MDB_txn *t, int db, MDB_val *k, uint16_t type,
 /* Puts header + raw bytes under k. */
 int st_put_raw(nc_store *s, MDB_txn *t, int db, MDB_val *k, uint16_t type, const void *p,
                size_t n, unsigned flags, const char *what);
+
+/* The reserve: a filler record in "meta" written at open, so that a full map still has room
+ * for the writes that must land (a job's final state). st_reserve_ensure writes it when
+ * absent (best effort: a full map just leaves it out); st_reserve_release deletes it in its
+ * own committed transaction, so its pages are free for the next write. NC_OK when released,
+ * NC_ENOTFOUND when there was none. */
+void st_reserve_ensure(nc_store *s);
+int st_reserve_release(nc_store *s);
 
 int64_t st_now_ms(void);
 void st_be64(uint8_t *p, uint64_t v);

@@ -123,8 +123,19 @@ static int put_events(nc_store *s, MDB_txn *t, const char *id, uint64_t *last,
   return NC_OK;
 }
 
+static int job_write_once(nc_store *s, Nanochat__V1__JobInfo *job, unsigned flags,
+                          Nanochat__V1__JobEvent *const *evs, size_t n);
+
 int nc_store_job_write(nc_store *s, Nanochat__V1__JobInfo *job, unsigned flags,
                        Nanochat__V1__JobEvent *const *evs, size_t n) {
+  int err = job_write_once(s, job, flags, evs, n);
+  if (err == NC_EFULL && (flags & NC_JOB_CRITICAL) && st_reserve_release(s) == NC_OK)
+    err = job_write_once(s, job, flags, evs, n);
+  return err;
+}
+
+static int job_write_once(nc_store *s, Nanochat__V1__JobInfo *job, unsigned flags,
+                          Nanochat__V1__JobEvent *const *evs, size_t n) {
   if (!job) return st_fail(NC_EINVAL, "job: missing");
   int err = check_jid(job->job_id);
   if (err) return err;

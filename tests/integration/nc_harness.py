@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -32,7 +33,7 @@ def rpc_table():
 
 class Server:
     def __init__(self, token=None, user_token=None, args=(), data_dir=None, env=None,
-                 listen="127.0.0.1:0", start_timeout=20.0):
+                 listen="127.0.0.1:0", start_timeout=20.0, tls_root=None):
         self.tmp = tempfile.mkdtemp(prefix="nc-int-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.token = token
@@ -42,6 +43,7 @@ class Server:
         self.env.update(env or {})
         self.listen = listen
         self.start_timeout = start_timeout
+        self.tls_root = tls_root          # PEM bytes: connect with TLS, trusting this root
         self.proc = None
         self.port = None
         self.channel = None
@@ -82,7 +84,11 @@ class Server:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError("nanochatd did not start: %r\n%s" % (line, self.logs()))
-        self.channel = grpc.insecure_channel("127.0.0.1:%d" % self.port)
+        if self.tls_root:
+            creds = grpc.ssl_channel_credentials(root_certificates=self.tls_root)
+            self.channel = grpc.secure_channel("localhost:%d" % self.port, creds)
+        else:
+            self.channel = grpc.insecure_channel("127.0.0.1:%d" % self.port)
         grpc.channel_ready_future(self.channel).result(timeout=10)
         return self
 
@@ -123,9 +129,13 @@ class Server:
 
     def __exit__(self, *exc):
         rc = self.stop()
+        logs = self.logs()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if exc[0] is not None or rc not in (0, None):
+            # the server's log explains most failures (sanitizer reports included)
+            sys.stderr.write("---- nanochatd log (exit %s) ----\n%s\n" % (rc, logs[-20000:]))
         if exc[0] is None and rc not in (0, None):
-            raise AssertionError("nanochatd exited with %s\n%s" % (rc, self.logs()))
+            raise AssertionError("nanochatd exited with %s" % rc)
 
     # -- helpers ------------------------------------------------------------------------------
     def logs(self):

@@ -79,8 +79,8 @@ void compare_with_reference(const Case &k, int threads) {
   const float *g = nc_model_grad_buffer(mp.m, &ng);
   for (const auto &sp : nct::spans(k.cfg)) {
     // floor 1e-3: with L=2 the backout gradient is ~1e-7 (backout at the last layer is
-    // rescaled away by the final RMSNorm), below fp32 noise; this masks only errors < 2e-7
-    double e = nct::rel_err(g + sp.off, gref.data() + sp.off, sp.n, 1e-3);
+    // rescaled away by the final RMSNorm), below fp32 noise; this masks only errors < 4e-7
+    double e = nct::rel_err(g + sp.off, gref.data() + sp.off, sp.n, 2e-3);
     EXPECT_LT(e, 2e-4) << k.name << " threads=" << threads << " grad " << sp.name;
   }
   // evaluation forward: logits, per-token losses, mean loss

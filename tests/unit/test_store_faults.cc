@@ -207,6 +207,51 @@ TEST(StoreVersion, MissingSchemaInNonEmptyStoreFailsAtOpen) {
 }
 
 // faults row 21: map full -> NC_EFULL "store full", txn aborted, earlier data and reads intact.
+TEST(StoreCapacity, FinalJobStateLandsInAFullStore) {
+  TempDir tmp;
+  std::string dir = tmp.sub("store");
+  nc_store *s = open_store(dir, 256 << 10);
+  ASSERT_NE(s, nullptr);
+  std::string id = job_id_str(8);
+  Nanochat__V1__JobInfo j = NANOCHAT__V1__JOB_INFO__INIT;
+  j.job_id = (char *)id.c_str();
+  j.has_state = 1;
+  j.state = NANOCHAT__V1__JOB_STATE__JOB_RUNNING;
+  ASSERT_EQ(nc_store_job_write(s, &j, NC_JOB_CREATE, nullptr, 0), NC_OK);
+  std::string text(300, 'f');
+  int rc = NC_OK;
+  for (int i = 0; i < 20000 && rc == NC_OK; i++) {
+    Ev e(NANOCHAT__V1__EVENT_KIND__EVENT_LOG, text + std::to_string(i));
+    Nanochat__V1__JobEvent *p = &e.e;
+    rc = nc_store_event_append(s, id.c_str(), &p, 1);
+  }
+  ASSERT_EQ(rc, NC_EFULL) << err();
+  rc = NC_OK;   // top up with tiny events until not even those fit
+  for (int i = 0; i < 20000 && rc == NC_OK; i++) {
+    Ev e(NANOCHAT__V1__EVENT_KIND__EVENT_LOG, "x");
+    Nanochat__V1__JobEvent *p = &e.e;
+    rc = nc_store_event_append(s, id.c_str(), &p, 1);
+  }
+  ASSERT_EQ(rc, NC_EFULL) << err();
+  // an ordinary state write does not fit any more ...
+  j.state = NANOCHAT__V1__JOB_STATE__JOB_FAILED;
+  j.error = (char *)"job events could not be stored: store full";
+  Ev fin(NANOCHAT__V1__EVENT_KIND__EVENT_STATE, "store full");
+  Nanochat__V1__JobEvent *fp = &fin.e;
+  ASSERT_EQ(nc_store_job_write(s, &j, 0, &fp, 1), NC_EFULL);
+  // ... but the critical one uses the reserve and lands
+  ASSERT_EQ(nc_store_job_write(s, &j, NC_JOB_CRITICAL, &fp, 1), NC_OK) << err();
+  Nanochat__V1__JobInfo *got = nullptr;
+  ASSERT_EQ(nc_store_job_get(s, id.c_str(), &got), NC_OK);
+  EXPECT_EQ(got->state, NANOCHAT__V1__JOB_STATE__JOB_FAILED);
+  nc_store_free_msg(got);
+  nc_store_close(s);
+  // reopening recreates the reserve only where it fits: the store still opens
+  s = open_store(dir, 256 << 10);
+  ASSERT_NE(s, nullptr);
+  nc_store_close(s);
+}
+
 TEST(StoreCapacity, MapFullIsCleanAndEarlierDataSurvives) {
   TempDir tmp;
   std::string dir = tmp.sub("store");
