@@ -31,8 +31,9 @@
  *   4. Cancellation (client cancel, deadline, server shutdown) is cooperative: poll
  *      nc_call_is_cancelled between steps, or register nc_call_on_cancel. Then stop work and
  *      still finish (rule 1); the status is not sent to a cancelled call, it only releases it.
- *   5. Callbacks (send, recv, cancel) run on CQ threads with no runtime lock held; they must
- *      not block. The runtime never calls them after the call was destroyed. Per-call state
+ *   5. Callbacks (send, recv, cancel, wake) run on CQ threads with no runtime lock held —
+ *      not always the same thread, and two callbacks of one call (e.g. cancel and send) may
+ *      run at the same time, so guard shared per-call state with a lock; they must not block. The runtime never calls them after the call was destroyed. Per-call state
  *      attached with nc_call_set_data is freed when the call is destroyed, i.e. after the
  *      last callback, which makes it the safe place for callback arguments.
  *   6. Never log request or response content (nc_log.h).
@@ -143,7 +144,7 @@ int nc_call_recv(nc_call *call, nc_recv_cb cb, void *arg);
 
 /* ---- waking up on a CQ thread -------------------------------------------------------------- */
 
-/* Runs fn(call, arg) soon on the call's CQ thread (an empty batch completes at once). For
+/* Runs fn(call, arg) soon on a CQ thread (an empty batch completes at once). For
  * threads that must not do work themselves (e.g. job-manager notifications): post a wake and
  * do the work in fn. At most one wake is queued per call: while one is queued, further calls
  * return NC_OK without queueing another (fn/arg of the queued one stay). NC_ESTATE when the

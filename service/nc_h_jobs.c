@@ -3,7 +3,7 @@
  * Train.Status with a job id: SNAPSHOT first (the job as it is now), then the stored events
  * with seq >= from_seq, then — with follow — live events until the job's final STATE event.
  * The stream subscribes to the job manager BEFORE reading the snapshot, so nothing slips
- * between; notifications only post a wake-up to the call's CQ thread (nc_call_wake), where the
+ * between; notifications only post a wake-up to a CQ thread (nc_call_wake), where the
  * next batch is read from the store and sent one message at a time (one send in flight:
  * backpressure; memory stays bounded however slow the client is).
  */
@@ -74,8 +74,9 @@ static void sent(nc_call *c, bool ok, void *arg) {
   pump(c, s);
 }
 
-/* Sends the next message, reading the next batch from the store when needed. Runs on the
- * call's CQ thread (wake-ups, send completions) or the handler's thread (the start). */
+/* Sends the next message, reading the next batch from the store when needed. Runs on
+ * a CQ thread (wake-ups, send completions) or the handler's thread (the start); s->mu
+ * serialises them. */
 static void pump(nc_call *c, void *arg) {
   status_stream *s = arg;
   pthread_mutex_lock(&s->mu);

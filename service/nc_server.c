@@ -1,10 +1,18 @@
 /* nc_server.c — nanochatd's gRPC server on the C core: CQ threads, request slots, dispatch
  * through the gate, default deadlines, graceful shutdown (see nc_server.h, nc_runtime.h).
  *
- * One completion queue per CQ thread. For every CQ there is one posted request per
- * registered method plus one generic request (unregistered methods are answered
+ * One completion queue shared by all CQ threads. Per CQ thread there is one posted request
+ * per registered method plus one generic request (unregistered methods are answered
  * UNIMPLEMENTED at once instead of hanging until the client's deadline). Each request slot is
  * re-armed as soon as it delivered a call.
+ *
+ * CQ thread 0 always polls. The other CQ threads ("helpers") poll only while the server is
+ * busy — a new call arrived while another was alive, within the last NC_HELPER_LINGER_MS —
+ * and otherwise sleep on a condition variable. Every thread waiting in the gRPC core is a
+ * poller, and the core hands the poller role to another waiting thread after each event
+ * (a futex wake-up and two context switches per event), which doubles the CPU cost of a
+ * lone sequential caller; parked helpers avoid that, and join as soon as calls overlap.
+ * Correctness never depends on the helpers: thread 0 alone can serve everything.
  */
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -33,6 +41,9 @@ int64_t nc_now_unix_ms(void) {
   return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+#define NC_HELPER_LINGER_MS 200  /* helpers park after this long without overlapping calls */
+#define NC_HELPER_POLL_MS 50      /* how often an active helper checks whether to park */
+
 static int64_t now_us(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -43,7 +54,7 @@ static int64_t now_us(void) {
 
 static int arm(nc_req_slot *r) {
   nc_server *s = r->srv;
-  grpc_completion_queue *cq = s->cqs[r->cq];
+  grpc_completion_queue *cq = s->cq;
   grpc_call_error e;
   r->call = NULL;
   r->payload = NULL;
@@ -80,6 +91,32 @@ static void deadline_fire(void *arg) {
   nc_call_unref(c); /* the timer's reference */
 }
 
+/* ---- helper CQ threads --------------------------------------------------------------------- */
+
+/* A call arrived (calls = live calls, including it): keep the helpers polling while calls
+ * overlap. Cheap when nothing changes: one atomic load (and a store while busy). */
+static void note_load(nc_server *s, unsigned calls, int64_t now_ms) {
+  if (s->n_threads < 2 || calls < 2) return;
+  atomic_store_explicit(&s->busy_until_ms, now_ms + NC_HELPER_LINGER_MS, memory_order_relaxed);
+  if (atomic_load_explicit(&s->helpers_on, memory_order_relaxed)) return;
+  pthread_mutex_lock(&s->park_mu);
+  atomic_store(&s->helpers_on, true);
+  pthread_cond_broadcast(&s->park_cv);
+  pthread_mutex_unlock(&s->park_mu);
+}
+
+/* Helper thread: true = go on polling; false = the server stops (leave the thread). Parks
+ * while the server is not busy. */
+static bool helper_wait(nc_server *s) {
+  if (nc_now_mono_ms() < atomic_load_explicit(&s->busy_until_ms, memory_order_relaxed)) return true;
+  pthread_mutex_lock(&s->park_mu);
+  atomic_store(&s->helpers_on, false);
+  while (!atomic_load(&s->helpers_on) && !s->helpers_stop) pthread_cond_wait(&s->park_cv, &s->park_mu);
+  bool go = !s->helpers_stop;
+  pthread_mutex_unlock(&s->park_mu);
+  return go;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
 static void run_handler(nc_call *c) {
@@ -113,6 +150,7 @@ void nc_server_call_done(struct nc_server *s, nc_call *c) {
 static void new_call(nc_req_slot *r) {
   nc_server *s = r->srv;
   nc_call *c = nc_call_new(s, r->call);
+  note_load(s, atomic_load(&s->calls), nc_now_mono_ms());
   if (!c) {
     grpc_call_cancel_with_status(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     grpc_call_unref(r->call);
@@ -240,11 +278,19 @@ static void *cq_main(void *arg) {
   int idx = (int)(intptr_t)((void **)arg)[1];
   free(arg);
   nc_call_mark_cq_thread();
-  grpc_completion_queue *cq = s->cqs[idx];
+  grpc_completion_queue *cq = s->cq;
+  bool helper = idx > 0;
+  if (helper && !helper_wait(s)) return NULL;
   for (;;) {
-    grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    gpr_timespec until = helper ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                               gpr_time_from_millis(NC_HELPER_POLL_MS, GPR_TIMESPAN))
+                                : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    grpc_event ev = grpc_completion_queue_next(cq, until, NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-    if (ev.type != GRPC_OP_COMPLETE) continue;
+    if (ev.type != GRPC_OP_COMPLETE) {
+      if (helper && !helper_wait(s)) break;
+      continue;
+    }
     nc_tag *t = ev.tag;
     switch (t->kind) {
       case NC_TAG_REQUEST: on_request((nc_req_slot *)t->obj, ev.success != 0); break;
@@ -260,6 +306,7 @@ static void *cq_main(void *arg) {
         break;
       default: break;
     }
+    if (helper && !helper_wait(s)) break;
   }
   return NULL;
 }
@@ -303,6 +350,10 @@ int nc_server_create(const nc_server_opts *o, nc_server **out, char *err, size_t
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&s->cv, &ca);
   pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&s->park_mu, NULL);
+  pthread_cond_init(&s->park_cv, NULL);
+  atomic_init(&s->helpers_on, false);
+  atomic_init(&s->busy_until_ms, 0);
   for (unsigned i = 0; i < NC_RPC_COUNT; i++) atomic_init(&s->inflight_per_method[i], 0);
   nc_gate_init(&s->gate, o->auth, o->app, s->inflight_per_method);
 
@@ -329,14 +380,11 @@ int nc_server_create(const nc_server_opts *o, nc_server **out, char *err, size_t
 #undef ARG_INT
   grpc_channel_args ch = {(size_t)na, args};
   s->gs = grpc_server_create(&ch, NULL);
-  s->n_cq = o->cfg->cq_threads > 0 ? o->cfg->cq_threads : 1;
-  s->cqs = calloc((size_t)s->n_cq, sizeof *s->cqs);
-  s->cq_threads = calloc((size_t)s->n_cq, sizeof *s->cq_threads);
-  if (!s->gs || !s->cqs || !s->cq_threads) goto oom;
-  for (int i = 0; i < s->n_cq; i++) {
-    s->cqs[i] = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(s->gs, s->cqs[i], NULL);
-  }
+  s->n_threads = o->cfg->cq_threads > 0 ? o->cfg->cq_threads : 1;
+  s->cq_threads = calloc((size_t)s->n_threads, sizeof *s->cq_threads);
+  if (!s->gs || !s->cq_threads) goto oom;
+  s->cq = grpc_completion_queue_create_for_next(NULL);
+  grpc_server_register_completion_queue(s->gs, s->cq, NULL);
   for (unsigned i = 0; i < NC_RPC_COUNT; i++) {
     const nc_rpc_method *m = &nc_rpc_methods[i];
     s->rm[i] = grpc_server_register_method(
@@ -404,21 +452,20 @@ int nc_server_start(nc_server *s) {
   rc = nc_timer_create(&s->timer);
   if (rc) return rc;
   grpc_server_start(s->gs);
-  s->n_slots = s->n_cq * ((int)NC_RPC_COUNT + 1);
+  s->n_slots = s->n_threads * ((int)NC_RPC_COUNT + 1);
   s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
   if (!s->slots) return NC_ENOMEM;
-  for (int q = 0; q < s->n_cq; q++) {
+  for (int q = 0; q < s->n_threads; q++) {
     for (int i = 0; i <= (int)NC_RPC_COUNT; i++) {
       nc_req_slot *r = &s->slots[q * ((int)NC_RPC_COUNT + 1) + i];
       r->tag.kind = NC_TAG_REQUEST;
       r->tag.obj = r;
       r->srv = s;
-      r->cq = q;
       r->m = i < (int)NC_RPC_COUNT ? &nc_rpc_methods[i] : NULL;
       if (arm(r) != NC_OK) return NC_EINTERNAL;
     }
   }
-  for (int q = 0; q < s->n_cq; q++) {
+  for (int q = 0; q < s->n_threads; q++) {
     void **arg = malloc(2 * sizeof *arg);
     if (!arg) return NC_ENOMEM;
     arg[0] = s;
@@ -427,6 +474,7 @@ int nc_server_start(nc_server *s) {
       free(arg);
       return NC_EINTERNAL;
     }
+    s->n_started = q + 1;
   }
   s->threads_started = true;
   return NC_OK;
@@ -466,7 +514,7 @@ int nc_server_shutdown(nc_server *s, int grace_ms) {
   for (int i = 0; i < s->n_drain; i++) s->drain[i].fn(s->drain[i].arg);
   s->shutdown_tag.kind = NC_TAG_SHUTDOWN;
   s->shutdown_tag.obj = s;
-  grpc_server_shutdown_and_notify(s->gs, s->cqs[0], &s->shutdown_tag);
+  grpc_server_shutdown_and_notify(s->gs, s->cq, &s->shutdown_tag);
   int64_t until = nc_now_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
   bool clean = wait_calls(s, until);
   if (!clean) {
@@ -493,8 +541,12 @@ int nc_server_shutdown(nc_server *s, int grace_ms) {
   bool notified = s->shutdown_notified;
   pthread_mutex_unlock(&s->mu);
   if (!clean || !notified) return NC_ETIMEDOUT;
-  for (int q = 0; q < s->n_cq; q++) grpc_completion_queue_shutdown(s->cqs[q]);
-  for (int q = 0; q < s->n_cq; q++) pthread_join(s->cq_threads[q], NULL);
+  pthread_mutex_lock(&s->park_mu);
+  s->helpers_stop = true; /* parked helpers leave; active ones see the queue shut down */
+  pthread_cond_broadcast(&s->park_cv);
+  pthread_mutex_unlock(&s->park_mu);
+  grpc_completion_queue_shutdown(s->cq);
+  for (int q = 0; q < s->n_started; q++) pthread_join(s->cq_threads[q], NULL);
   s->threads_started = false;
   return NC_OK;
 }
@@ -504,35 +556,32 @@ void nc_server_free(nc_server *s) {
   if (s->threads_started) return; /* never started cleanly shut down: leak rather than crash */
   if (s->gs) {
     if (!s->shutdown_started) {
-      grpc_server_shutdown_and_notify(s->gs, s->cqs[0], &s->shutdown_tag);
+      grpc_server_shutdown_and_notify(s->gs, s->cq, &s->shutdown_tag);
       grpc_server_cancel_all_calls(s->gs);
       /* drain the notification (no CQ threads are running) */
-      for (int q = 0; q < s->n_cq; q++) {
-        grpc_completion_queue_shutdown(s->cqs[q]);
-        for (;;) {
-          grpc_event ev = grpc_completion_queue_next(s->cqs[q], gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-          if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-          if (ev.type == GRPC_OP_COMPLETE && ev.tag != &s->shutdown_tag) {
-            nc_tag *t = ev.tag;
-            if (t->kind == NC_TAG_REQUEST) on_request((nc_req_slot *)t->obj, false);
-          }
+      grpc_completion_queue_shutdown(s->cq);
+      for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type == GRPC_OP_COMPLETE && ev.tag != &s->shutdown_tag) {
+          nc_tag *t = ev.tag;
+          if (t->kind == NC_TAG_REQUEST) on_request((nc_req_slot *)t->obj, false);
         }
       }
     }
     grpc_server_destroy(s->gs);
-  } else {
-    for (int q = 0; s->cqs && q < s->n_cq; q++)
-      if (s->cqs[q]) grpc_completion_queue_shutdown(s->cqs[q]);
+  } else if (s->cq) {
+    grpc_completion_queue_shutdown(s->cq);
   }
-  for (int q = 0; s->cqs && q < s->n_cq; q++)
-    if (s->cqs[q]) grpc_completion_queue_destroy(s->cqs[q]);
+  if (s->cq) grpc_completion_queue_destroy(s->cq);
   nc_pool_free(s->pool);
   nc_timer_free(s->timer);
   free(s->slots);
-  free(s->cqs);
   free(s->cq_threads);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->park_mu);
+  pthread_cond_destroy(&s->park_cv);
   free(s);
   grpc_shutdown();
 }
