@@ -7,13 +7,16 @@
 //                             uptime_s and calls_in_flight computed per call) and serializes it;
 //   nanochat.v1.Train/Status  replays a job like nanochatd: a SNAPSHOT event (time_ms set per
 //                             call), then every stored event with seq >= from_seq, one
-//                             ServerWriter::Write each (one message in flight), then OK.
+//                             ServerWriter::Write each (one message in flight), then OK;
+//                             like nanochatd, all but the last of every 64 events carry the
+//                             write-buffer hint (--buffer-hint 0: every Write unbuffered).
 //                             The events are the ones captured from nanochatd's replay of
 //                             the same job, held in memory as parsed C++ messages (nanochatd
 //                             reads them from LMDB in batches of 64 — the reference does
 //                             strictly less work there). Unknown job ids get NOT_FOUND.
 //
 //   grpc_ref_server --health FILE --events FILE [--port 0] [--max-streams N] [--stdin-eof-stop 1]
+//                   [--buffer-hint 0|1]
 //
 // FILE formats (written by `grpc_loadgen dump`): --health holds one serialized
 // HealthCheckResponse; --events holds the Status replay as <u32 little-endian length><bytes>
@@ -84,8 +87,8 @@ class HealthImpl final : public nc::Health::Service {
 
 class TrainImpl final : public nc::Train::Service {
  public:
-  TrainImpl(nc::JobEvent snapshot, std::vector<nc::JobEvent> events)
-      : snapshot_(std::move(snapshot)), events_(std::move(events)) {}
+  TrainImpl(nc::JobEvent snapshot, std::vector<nc::JobEvent> events, bool buffer_hint)
+      : snapshot_(std::move(snapshot)), events_(std::move(events)), buffer_hint_(buffer_hint) {}
 
   grpc::Status Status(grpc::ServerContext *ctx, const nc::TrainStatusRequest *req,
                       grpc::ServerWriter<nc::JobEvent> *w) override {
@@ -96,9 +99,15 @@ class TrainImpl final : public nc::Train::Service {
     if (!w->Write(snap)) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     uint64_t from = req->from_seq();
     if (from == 0) return grpc::Status::OK;
-    for (const nc::JobEvent &ev : events_) {
-      if (ev.seq() < from) continue;
-      if (ctx->IsCancelled() || !w->Write(ev))
+    // Like nanochatd: events go out in batches of 64 (its store read size); all but the
+    // last of a batch carry the write-buffer hint, so a batch leaves in a few TCP writes.
+    size_t first = 0;
+    while (first < events_.size() && events_[first].seq() < from) first++;
+    for (size_t i = first; i < events_.size(); i++) {
+      bool last_of_batch = (i - first) % 64 == 63 || i + 1 == events_.size();
+      grpc::WriteOptions wo;
+      if (!last_of_batch && buffer_hint_) wo.set_buffer_hint();
+      if (ctx->IsCancelled() || !w->Write(events_[i], wo))
         return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     }
     return grpc::Status::OK;
@@ -107,6 +116,7 @@ class TrainImpl final : public nc::Train::Service {
  private:
   nc::JobEvent snapshot_;
   std::vector<nc::JobEvent> events_;
+  bool buffer_hint_;
 };
 
 bool load_events(const std::string &path, nc::JobEvent *snap, std::vector<nc::JobEvent> *evs) {
@@ -134,7 +144,7 @@ bool load_events(const std::string &path, nc::JobEvent *snap, std::vector<nc::Jo
 
 int main(int argc, char **argv) {
   std::string health_path, events_path;
-  int port = 0, max_streams = 0, stdin_eof_stop = 0;
+  int port = 0, max_streams = 0, stdin_eof_stop = 0, buffer_hint = 1;
   for (int i = 1; i < argc; i++) {
     std::string k = argv[i];
     if (i + 1 >= argc) {
@@ -147,13 +157,14 @@ int main(int argc, char **argv) {
     else if (k == "--port") port = std::atoi(v.c_str());
     else if (k == "--max-streams") max_streams = std::atoi(v.c_str());
     else if (k == "--stdin-eof-stop") stdin_eof_stop = std::atoi(v.c_str());
+    else if (k == "--buffer-hint") buffer_hint = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "grpc_ref_server: unknown option %s\n", k.c_str());
       return 2;
     }
   }
   if (health_path.empty() || events_path.empty() || port < 0 || port > 65535 || max_streams < 0) {
-    std::fprintf(stderr, "usage: grpc_ref_server --health FILE --events FILE [--port P] [--max-streams N] [--stdin-eof-stop 1]\n");
+    std::fprintf(stderr, "usage: grpc_ref_server --health FILE --events FILE [--port P] [--max-streams N] [--stdin-eof-stop 1] [--buffer-hint 0|1]\n");
     return 2;
   }
   std::string hbytes;
@@ -176,7 +187,7 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);  // before gRPC starts its threads
 
   HealthImpl health(tmpl);
-  TrainImpl train(std::move(snap), std::move(evs));
+  TrainImpl train(std::move(snap), std::move(evs), buffer_hint != 0);
   grpc::ServerBuilder b;
   int bound = 0;
   b.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(), &bound);

@@ -128,8 +128,9 @@ static void pump(nc_call *c, void *arg) {
   Nanochat__V1__JobEvent *ev = s->batch[s->next++];
   s->cursor = ev->seq + 1;
   s->sending = true;
+  bool more = s->next < s->n_batch; /* the rest of this batch follows at once */
   pthread_mutex_unlock(&s->mu);
-  int rc = nc_call_send(c, &ev->base, sent, s);
+  int rc = more ? nc_call_send_more(c, &ev->base, sent, s) : nc_call_send(c, &ev->base, sent, s);
   if (rc) stream_end(c, s, rc, "stream ended");
 }
 
