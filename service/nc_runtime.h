@@ -1,10 +1,10 @@
 /* nc_runtime.h — INTERNAL to nc_server.c and nc_call.c: the structures of the gRPC runtime.
  * Handlers use nc_call.h; main.c uses nc_server.h.
  *
- * Threads: CQ threads sharing one completion queue (CQ) (thread 0 always polls; the others
- * only while calls overlap, see nc_server.c — so events of one call may be handled by
- * different CQ threads, one after the other or at the same time: call state is under
- * nc_call.mu), a worker pool for slow handlers, a timer thread for default deadlines, and
+ * Threads: CQ threads sharing one completion queue (CQ): one polls (the duty rotates) and
+ * the others join while calls overlap (nc_server.c), so events of one call may be handled
+ * by different CQ threads, one after the other or at the same time (call state is under
+ * nc_call.mu); a worker pool for slow handlers, a timer thread for default deadlines, and
  * the main thread (signals, shutdown).
  *
  * Call reference counting: a call is destroyed when its count reaches zero. References:
@@ -126,11 +126,13 @@ struct nc_server {
   int n_started;
   pthread_t *cq_threads;
   bool threads_started;
-  pthread_mutex_t park_mu;        /* helper CQ threads park on park_cv while idle */
+  pthread_mutex_t park_mu;        /* CQ threads off duty sleep on park_cv (nc_server.c) */
   pthread_cond_t park_cv;
-  atomic_bool helpers_on;         /* helpers are polling */
-  atomic_llong busy_until_ms;     /* CLOCK_MONOTONIC ms: keep helpers polling until then */
-  bool helpers_stop;              /* under park_mu: shutdown */
+  atomic_bool all_poll;           /* busy: every CQ thread polls */
+  atomic_llong busy_until_ms;     /* CLOCK_MONOTONIC ms: all_poll until then */
+  atomic_int duty;                /* the CQ thread that polls when not busy */
+  atomic_llong duty_since_ms;
+  bool polling_stop;              /* under park_mu: shutdown, every thread polls */
   void *rm[64];                   /* registered-method handles, by row */
   nc_req_slot *slots;
   int n_slots;
