@@ -134,6 +134,18 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string &target, int index
   return ch;
 }
 
+// n connected channels, each its own connection; false (after a message) when one fails.
+bool make_channels(const Opts &o, int n, std::vector<std::shared_ptr<grpc::Channel>> *out) {
+  for (int i = 0; i < n; i++) {
+    out->push_back(make_channel(o.target, i));
+    if (!out->back()) {
+      std::fprintf(stderr, "grpc_loadgen: cannot connect to %s\n", o.target.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 void set_deadline(grpc::ClientContext *ctx, int seconds) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
@@ -173,13 +185,7 @@ double pct(std::vector<uint32_t> &v, double p) {
 
 int cmd_unary(const Opts &o) {
   std::vector<std::shared_ptr<grpc::Channel>> chans;
-  for (int i = 0; i < o.channels; i++) {
-    chans.push_back(make_channel(o.target, i));
-    if (!chans.back()) {
-      std::fprintf(stderr, "grpc_loadgen: cannot connect to %s\n", o.target.c_str());
-      return 1;
-    }
-  }
+  if (!make_channels(o, o.channels, &chans)) return 1;
   std::vector<UnaryThread> res(o.callers);
   std::atomic<bool> measuring{false}, stop{false};
   auto body = [&](int i) {
@@ -310,13 +316,7 @@ bool replay_once(grpc::GenericStub &stub, const grpc::ByteBuffer &req, std::atom
 int cmd_stream(const Opts &o) {
   grpc::ByteBuffer req = status_request(o.job_id);
   std::vector<std::shared_ptr<grpc::Channel>> chans;
-  for (int i = 0; i < o.streams; i++) {
-    chans.push_back(make_channel(o.target, i));
-    if (!chans.back()) {
-      std::fprintf(stderr, "grpc_loadgen: cannot connect to %s\n", o.target.c_str());
-      return 1;
-    }
-  }
+  if (!make_channels(o, o.streams, &chans)) return 1;
   std::vector<StreamThread> res(o.streams);
   std::atomic<bool> measuring{false}, stop{false};
   auto body = [&](int i) {
