@@ -119,6 +119,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 s per point, 1 run")
     ap.add_argument("--nanochatd-arg", action="append", default=[],
                     help="extra nanochatd flag (repeatable), e.g. --nanochatd-arg=--log-level=warn")
+    ap.add_argument("--ref-buffer-hint", type=int, choices=(0, 1), default=1,
+                    help="grpc_ref_server: 1 = write-buffer hints like nanochatd, 0 = every Write unbuffered")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args()
     if a.quick:
@@ -145,7 +147,7 @@ def main():
         dump = loadgen(lg, ["dump", "--target", nc_target, "--job-id", job["job_id"],
                             "--health", health_file, "--events", events_file], 300)
         rf = Proc([ref, "--health", health_file, "--events", events_file, "--port", "0",
-                   "--stdin-eof-stop", "1"],
+                   "--stdin-eof-stop", "1", "--buffer-hint", str(a.ref_buffer_hint)],
                   r"listening on \S+:(\d+)", "grpc_ref_server", os.path.join(tmp, "ref.log"),
                   stdin=subprocess.PIPE)
         servers.append(rf)
@@ -210,6 +212,7 @@ def main():
                        "statistic": "median over runs, servers interleaved A/B then B/A",
                        "nanochatd_flags": ["--listen", "127.0.0.1:0", "--data-dir", "TMP"] + nc_cmd[5:],
                        "reference": "grpc_ref_server: grpc++ 1.51 sync server, ServerBuilder defaults",
+                       "reference_buffer_hint": a.ref_buffer_hint,
                        "stream": "Train/Status replay of a finished test job (follow=false, from_seq=1)",
                        "job": job, "capture": dump},
             "points": points,
