@@ -6,6 +6,8 @@
  * (bad flags, non-loopback listener without token/TLS, unsafe token file), 3 shutdown timed out.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "nc_sandbox.h"
 #include "nc_server.h"
 #include "nc_store.h"
+#include "nc_tokref.h"
 
 #define NANOCHATD_VERSION "0.1.0"
 
@@ -68,16 +71,48 @@ static void exe_dir(char *out, size_t n) {
   snprintf(out, n, "%s", buf);
 }
 
-int main(int argc, char **argv) {
-  /* Block the shutdown signals in every thread (gRPC and the job manager start threads);
-   * the main thread takes them with sigwait. */
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+/* Shutdown signals go through a self-pipe: the handler may run on ANY thread (libraries such
+ * as OpenBLAS start threads before main() with every signal unblocked, so masking the signals
+ * in main's threads and sigwait()ing would let those threads take SIGTERM's default action and
+ * kill the process). The handler only write()s the signal number; main reads it. */
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+  int saved = errno;
+  unsigned char b = (unsigned char)sig;
+  ssize_t r = write(sig_pipe[1], &b, 1);
+  (void)r;
+  errno = saved;
+}
+
+static int install_signals(void) {
+  if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL) || sigaction(SIGHUP, &sa, NULL))
+    return -1;
   signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
+/* Blocks until SIGTERM or SIGINT arrived (SIGHUP: nothing to reload; keep serving). */
+static int wait_for_stop_signal(void) {
+  for (;;) {
+    struct pollfd p = {sig_pipe[0], POLLIN, 0};
+    if (poll(&p, 1, -1) < 0) continue;
+    unsigned char b;
+    if (read(sig_pipe[0], &b, 1) == 1 && b != SIGHUP) return b;
+  }
+}
+
+int main(int argc, char **argv) {
+  if (install_signals() != 0) {
+    fprintf(stderr, "nanochatd: cannot install signal handlers: %s\n", strerror(errno));
+    return 1;
+  }
 
   static nc_config cfg;
   char err[1024] = "";
@@ -128,6 +163,22 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  /* tokenizer: --tokenizer FILE must load; else <data-dir>/tokenizer/tokenizer.txt when it
+   * exists (now or later: a Train.Tokenizer job writes it; the holder picks up new files) */
+  nc_tokholder *tokenizers = NULL;
+  {
+    char tpath[NC_CONFIG_STR + 32];
+    if (cfg.tokenizer[0]) snprintf(tpath, sizeof tpath, "%s", cfg.tokenizer);
+    else snprintf(tpath, sizeof tpath, "%s/tokenizer/tokenizer.txt", cfg.data_dir);
+    rc = nc_tokholder_create(tpath, cfg.tokenizer[0] != 0, 1000, &tokenizers, err, sizeof err);
+    if (rc != NC_OK) {
+      fprintf(stderr, "nanochatd: cannot load the tokenizer: %s\n", err);
+      return 1;
+    }
+    if (!nc_tokholder_generation(tokenizers))
+      nc_log(NC_LOG_INFO, "tokenizer: none yet at %s (Tokenizer.* answer FAILED_PRECONDITION)", tpath);
+  }
+
   /* store */
   char store_dir[NC_CONFIG_STR + 16];
   snprintf(store_dir, sizeof store_dir, "%s/store", cfg.data_dir);
@@ -143,14 +194,16 @@ int main(int argc, char **argv) {
   }
 
   /* job manager */
-  char bindir[PATH_MAX], testjob[PATH_MAX + 32];
+  char bindir[PATH_MAX], testjob[PATH_MAX + 32], tokjob[PATH_MAX + 32];
   exe_dir(bindir, sizeof bindir);
   snprintf(testjob, sizeof testjob, "%s/nanochat-testjob", bindir);
+  snprintf(tokjob, sizeof tokjob, "%s/nanochat-tokenizer-job", bindir);
   nc_jobs_opts jo;
   memset(&jo, 0, sizeof jo);
   jo.store = store;
   jo.data_dir = cfg.data_dir;
   if (cfg.enable_test_jobs) jo.exe[NANOCHAT__V1__JOB_KIND__JOB_TEST] = testjob;
+  jo.exe[NANOCHAT__V1__JOB_KIND__JOB_TOKENIZER] = tokjob;
   nc_jobs *jobs = NULL;
   rc = nc_jobs_start(&jo, &jobs);
   if (rc != NC_OK) {
@@ -188,6 +241,7 @@ int main(int argc, char **argv) {
   app.store = store;
   app.jobs = jobs;
   app.sandbox = sandbox;
+  app.tokenizers = tokenizers;
   app.sandbox_level = sandbox_level;
   app.job_counts = job_counts;
   app.jobs_arg = jobs;
@@ -220,10 +274,7 @@ int main(int argc, char **argv) {
   nc_log(NC_LOG_INFO, "serving on port %d (data dir %s, auth %s)", nc_server_port(srv), cfg.data_dir,
          auth.have_admin || auth.have_user ? "token" : "open, loopback only");
 
-  int sig = 0;
-  while (sigwait(&sigs, &sig) != 0 || sig == SIGHUP) {
-    /* SIGHUP: nothing to reload yet; keep serving */
-  }
+  int sig = wait_for_stop_signal();
   nc_log(NC_LOG_INFO, "signal %d: shutting down (grace %d ms)", sig, cfg.grace_ms);
   rc = nc_server_shutdown(srv, cfg.grace_ms);
   nc_jobs_shutdown(jobs);
@@ -236,6 +287,7 @@ int main(int argc, char **argv) {
   nc_jobs_free(jobs);
   nc_store_close(store);
   nc_sandbox_free(sandbox);
+  nc_tokholder_free(tokenizers);
   nc_health_free(health);
   nc_log(NC_LOG_INFO, "stopped");
   return 0;

@@ -23,6 +23,7 @@ struct nc_health;
 struct nc_store;   /* LMDB store (service/nc_store.h) */
 struct nc_jobs;    /* job manager (service/nc_jobs.h) */
 struct nc_sandbox; /* code sandbox (core/nc_sandbox.h) */
+struct nc_tokholder; /* the server's tokenizer, hot-reloaded (service/nc_tokref.h) */
 
 /* A snapshot of the served model (copied out, so no lifetime ties to the engine). */
 typedef struct nc_model_info {
@@ -61,6 +62,8 @@ typedef struct nc_app {
   struct nc_store *store;    /* NULL until the store is wired */
   struct nc_jobs *jobs;      /* NULL until the job manager is wired */
   struct nc_sandbox *sandbox;/* Tools.Execute; NULL = tools disabled */
+  /* Tokenizer.Encode/Decode (immutable, thread-safe); NULL = none loaded (FAILED_PRECONDITION) */
+  struct nc_tokholder *tokenizers;  /* never NULL while serving; may hold no tokenizer yet */
   nc_model_hooks model;
   /* Health.Check sandbox_level: a string that stays valid while the server runs, e.g.
    * "ns+seccomp+rlimits+uid" or "unavailable: <why>". NULL hook: reported as

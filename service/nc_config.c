@@ -32,6 +32,7 @@ typedef struct opt {
 static const opt opts[] = {
     {"listen", "NANOCHAT_LISTEN", T_STR, OFF(listen), 0, 0, true},
     {"data-dir", "NANOCHAT_DATA_DIR", T_STR, OFF(data_dir), 0, 0, true},
+    {"tokenizer", "NANOCHAT_TOKENIZER", T_STR, OFF(tokenizer), 0, 0, true},
     {"token-file", "NANOCHAT_TOKEN_FILE", T_STR, OFF(token_file), 0, 0, true},
     {NULL, "NANOCHAT_TOKEN", T_STR, OFF(token_env), 0, 0, false},
     {"user-token-file", "NANOCHAT_USER_TOKEN_FILE", T_STR, OFF(user_token_file), 0, 0, true},
@@ -384,12 +385,14 @@ const char *nc_config_usage(void) {
          "                 [--workers N] [--worker-queue N] [--cq-threads N] [--grace-ms MS]\n"
          "                 [--max-streams N] [--enable-test-jobs] [--enable-tools BOOL]\n"
          "                 [--store-map-mb N] [--tools-max-concurrent N]\n"
-         "                 [--tools-max-memory-mb N] [--tools-max-timeout-ms MS] [--config FILE]\n"
+         "                 [--tools-max-memory-mb N] [--tools-max-timeout-ms MS] [--tokenizer FILE]\n"
+         "                 [--config FILE]\n"
          "                 [--help] [--version]\n"
          "\n"
          "  --listen HOST:PORT   address (default 127.0.0.1:50051; port 0 picks a free port and\n"
          "                       prints 'nanochatd listening on HOST:PORT' once serving)\n"
          "  --data-dir DIR       data directory (default $HOME/.nanochat)\n"
+         "  --tokenizer FILE     tokenizer for Tokenizer.* (default DIR/tokenizer/tokenizer.txt if present)\n"
          "  --token-file FILE    admin bearer token (mode 0600); env NANOCHAT_TOKEN also works\n"
          "  --user-token-file F  user token: every method except admin ones\n"
          "  --tls-cert/--tls-key PEM files enabling TLS\n"

@@ -6,6 +6,7 @@
  * |----------------------|---------------------------|-------------------------|---------|
  * | --listen HOST:PORT   | NANOCHAT_LISTEN           | 127.0.0.1:50051         | address; port 0 picks a free port; also [::1]:P, localhost:P, unix:/path |
  * | --data-dir DIR       | NANOCHAT_DATA_DIR         | $HOME/.nanochat         | store, checkpoints, tokenizer |
+ * | --tokenizer FILE     | NANOCHAT_TOKENIZER        | DATA/tokenizer/tokenizer.txt if present | tokenizer file for Tokenizer.* (core/nc_tokenizer.h format); a given file must load |
  * | --token-file FILE    | NANOCHAT_TOKEN_FILE       | none                    | admin token (file must not be group/world-readable) |
  * |   (no flag)          | NANOCHAT_TOKEN            | none                    | admin token value (the file wins when both are set) |
  * | --user-token-file F  | NANOCHAT_USER_TOKEN_FILE  | none                    | user token: every non-admin method |
@@ -64,6 +65,7 @@ typedef struct nc_config {
   char tls_cert[NC_CONFIG_STR];
   char tls_key[NC_CONFIG_STR];
   char config_file[NC_CONFIG_STR];       /* the file that was read, "" = none */
+  char tokenizer[NC_CONFIG_STR];         /* --tokenizer, "" = <data_dir>/tokenizer/tokenizer.txt if present */
   bool insecure_remote;
   bool enable_test_jobs;
   bool enable_tools;                     /* Tools.Execute through the sandbox (default on) */

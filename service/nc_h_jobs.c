@@ -14,6 +14,7 @@
 
 #include "nanochat/v1/train.pb-c.h"
 #include "nc_call.h"
+#include "nc_corpus.h"
 #include "nc_err.h"
 #include "nc_jobs.h"
 #include "nc_store.h"
@@ -260,4 +261,24 @@ int nc_h_train_test_job(nc_call *c, const ProtobufCMessage *req) {
   if (!nc_call_app(c)->cfg->enable_test_jobs)
     return nc_call_finish(c, NC_ENOTSUP, "Train.TestJob: test jobs are off (start nanochatd with --enable-test-jobs)");
   return nc_submit_job(c, NANOCHAT__V1__JOB_KIND__JOB_TEST, req);
+}
+
+/* Train.Tokenizer: the corpus must exist before a job is queued (FAILED_PRECONDITION naming the
+ * directory), so a typo'd dataset fails at once instead of as a failed job. */
+int nc_h_train_tokenizer(nc_call *c, const ProtobufCMessage *req) {
+  const Nanochat__V1__TrainTokenizerRequest *r = (const void *)req;
+  nc_app *app = nc_call_app(c);
+  char dir[NC_CONFIG_STR + 64];
+  const char *name = r->dataset ? r->dataset->name : NULL;
+  if (nc_corpus_resolve(app->cfg->data_dir, name, dir, sizeof dir) != NC_OK)
+    return nc_call_finish(c, NC_EINVAL, "dataset.name: not a dataset name");
+  nc_corpus_opts o = {.dir = dir, .split = "train", .max_files = 100000};
+  nc_corpus *corpus;
+  char err[512];
+  int rc = nc_corpus_open(&o, &corpus, err, sizeof err);
+  if (rc != NC_OK)
+    return nc_call_finish(c, NC_ESTATE, "dataset: no training text at %s%s", dir,
+                          name && name[0] ? "" : " (build the default corpus with scripts/build-corpus)");
+  nc_corpus_close(corpus);
+  return nc_submit_job(c, NANOCHAT__V1__JOB_KIND__JOB_TOKENIZER, req);
 }

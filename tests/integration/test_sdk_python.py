@@ -1,0 +1,267 @@
+"""The Python SDK (clients/python/nanochat_client) against a real nanochatd: the raw RPC layer
+covers every method of rpc_table.json, typed errors per status code, the chat stream, job
+handles over Train.TestJob (ordered progress, replay, cancel, wait/check), TLS, and the example.
+
+Methods the server cannot serve yet (Chat.*, Model.Load/Sample, Train.Base, ...) are called
+through the SDK and must end with the typed Unimplemented error, or FailedPrecondition "no model
+loaded" once the engine exists; their success paths get assertions when those issues land."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import nanochat_client as nc
+from nanochat_client import train_pb2
+
+from nc_harness import Server, rpc_table
+
+TOKEN = "sdk-admin-token-0123456789"
+USER = "sdk-user-token-0123456789"
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("NC_SOURCE_DIR", os.path.join(HERE, "..", ".."))
+
+
+def client(srv, token=None, **kw):
+    return nc.Client("127.0.0.1:%d" % srv.port, token=token, **kw)
+
+
+class Rpc(unittest.TestCase):
+    def test_methods_match_rpc_table(self):
+        table = {m["path"]: m for m in rpc_table()["methods"] if m["service"].startswith("nanochat.v1.")}
+        ms = nc.all_methods()
+        self.assertEqual(sorted(ms), sorted(table))
+        for path, m in ms.items():
+            self.assertEqual(m.server_streaming, table[path]["server_streaming"], path)
+            self.assertEqual(m.options.admin, table[path]["admin"], path)
+            self.assertEqual(m.options.default_deadline_ms, table[path]["default_deadline_ms"], path)
+            self.assertEqual(m.input_cls.DESCRIPTOR.full_name, table[path]["input_type"], path)
+
+    def test_make_message_enums_nested_and_bad_fields(self):
+        r = nc.make_message(nc.chat_pb2.ChatRequest,
+                            {"messages": [{"role": "user", "content": "hi"}], "top_k": 5})
+        self.assertEqual(r.messages[0].role, nc.common_pb2.ROLE_USER)
+        self.assertEqual(r.top_k, 5)
+        self.assertEqual(nc.make_message(nc.model_pb2.ModelLoadRequest, {"phase": "sft"}).phase,
+                         nc.common_pb2.PHASE_SFT)
+        with self.assertRaises(nc.InvalidArgument):
+            nc.make_message(nc.model_pb2.ModelLoadRequest, {"phase": "nosuch"})
+        with self.assertRaises(nc.InvalidArgument):
+            nc.make_message(nc.model_pb2.ModelLoadRequest, {"nosuch_field": 1})
+        with self.assertRaises(nc.InvalidArgument):
+            nc.make_message(nc.model_pb2.ModelLoadRequest, {"step": "ten"})
+
+    def test_status_calls_succeed(self):
+        with Server() as srv, client(srv) as c:
+            self.assertEqual(c.health().status, "ok")
+            self.assertEqual(c.health().worker, "nanochat-c")
+            self.assertEqual(c.serving(), "SERVING")
+            self.assertFalse(c.model_status().loaded)
+            self.assertEqual(c.checkpoints(), [])
+            self.assertEqual(list(c.sessions()), [])
+            self.assertEqual(c.jobs(), [])
+            # the raw layer reaches the same method by path
+            self.assertEqual(c.rpc.call("/nanochat.v1.Health/Check").status, "ok")
+
+
+class Errors(unittest.TestCase):
+    def test_auth_errors_are_typed(self):
+        with Server(token=TOKEN, user_token=USER) as srv:
+            with client(srv) as c:
+                self.assertEqual(c.health().status, "ok")        # public
+                with self.assertRaises(nc.Unauthenticated) as cm:
+                    c.model_status()
+                self.assertTrue(cm.exception.message)
+                self.assertEqual(cm.exception.exit_code, 7)
+            with client(srv, token="wrong-token-0123456789") as c:
+                with self.assertRaises(nc.Unauthenticated):
+                    c.checkpoints()
+            with client(srv, token=USER) as c:
+                self.assertFalse(c.model_status().loaded)
+                with self.assertRaises(nc.PermissionDenied):
+                    c.job("0123456789abcdef").cancel()
+            with client(srv, token=TOKEN) as c:
+                self.assertEqual(c.checkpoints(), [])
+
+    def test_invalid_argument_not_found_failed_precondition(self):
+        with Server(args=["--enable-test-jobs"]) as srv, client(srv) as c:
+            with self.assertRaises(nc.InvalidArgument) as cm:
+                c.history(page_size=5000)
+            self.assertIn("page_size", cm.exception.message)
+            with self.assertRaises(nc.NotFound):
+                c.history(session_id="0123456789abcdef0123")
+            with self.assertRaises(nc.NotFound):
+                c.job("0123456789abcdef").status()
+            job = c.test_job(steps=1, step_ms=1)
+            job.wait(timeout=30)
+            with self.assertRaises(nc.FailedPrecondition):
+                job.cancel()
+            # every error is a NanochatError carrying its grpc code
+            with self.assertRaises(nc.NanochatError) as cm:
+                job.cancel()
+            self.assertEqual(cm.exception.code.name, "FAILED_PRECONDITION")
+
+    def test_unavailable_and_deadline(self):
+        with Server(args=["--enable-test-jobs"]) as srv, client(srv) as c:
+            job = c.test_job(steps=100000, step_ms=20)
+            with self.assertRaises(nc.DeadlineExceeded):
+                list(job.progress(timeout=0.3))
+            with self.assertRaises(nc.DeadlineExceeded):
+                job.wait(timeout=0.3)
+            job.cancel()
+            self.assertEqual(job.wait(timeout=30).state, train_pb2.JOB_CANCELLED)
+            port = srv.port
+        with nc.Client("127.0.0.1:%d" % port, timeout=2) as c:   # server gone
+            with self.assertRaises(nc.Unavailable):
+                c.health()
+            with self.assertRaises(nc.Unavailable):
+                c.wait_ready(0.5)
+
+    def test_engine_methods_typed_until_they_land(self):
+        """Chat, Model.Load/Sample, Train.* starters, Eval: a result or the typed error."""
+        with Server(args=["--enable-test-jobs"]) as srv, client(srv) as c:
+            not_yet = (nc.Unimplemented, nc.FailedPrecondition)
+            try:
+                stream = c.chat("hello", max_tokens=8, ephemeral=True)
+                text = "".join(stream)
+                self.assertIsNotNone(stream.done)
+                self.assertEqual(text, stream.text)
+            except not_yet as e:
+                self.assertTrue(e.message)
+            try:
+                r = c.complete([("user", "hi")], max_tokens=4, ephemeral=True)
+                self.assertTrue(r.finish_reason)
+            except not_yet:
+                pass
+            for call in (lambda: c.sample("hi", max_tokens=2), lambda: list(c.sample_stream("hi")),
+                         lambda: c.eval_loss(steps=1)):
+                try:
+                    call()
+                except not_yet:
+                    pass
+            for start in (lambda: c.train_base(depth=1, num_iterations=1),
+                          lambda: c.train_tokenizer(max_chars=1000, vocab_size=300),
+                          lambda: c.train_sft(), lambda: c.train_rl(),
+                          lambda: c.eval_core(max_per_task=1), lambda: c.eval_chat(task_name="GSM8K")):
+                try:
+                    job = start()
+                except not_yet as e:
+                    self.assertTrue(e.message)
+                    continue
+                self.assertEqual(len(job.id), 16)   # landed: a job handle
+                job.cancel()
+
+
+class Chat(unittest.TestCase):
+    def test_chat_stream_error_is_typed_not_grpc(self):
+        with Server() as srv, client(srv) as c:
+            try:
+                for _ in c.chat([{"role": "system", "content": "be brief"}, ("user", "hi")]):
+                    pass
+            except nc.NanochatError as e:
+                self.assertIsInstance(e, (nc.Unimplemented, nc.FailedPrecondition))
+                self.assertNotIsInstance(e, __import__("grpc").RpcError)
+
+    def test_chat_bad_request_is_invalid_argument(self):
+        with Server() as srv, client(srv) as c:
+            with self.assertRaises((nc.InvalidArgument, nc.Unimplemented)):
+                list(c.chat("x", temperature=5.0))
+            with self.assertRaises(nc.InvalidArgument):
+                c.chat([object()])
+
+
+class Jobs(unittest.TestCase):
+    def test_progress_in_order_and_wait(self):
+        with Server(args=["--enable-test-jobs"]) as srv, client(srv, token=None) as c:
+            job = c.test_job(steps=6, step_ms=20)
+            self.assertEqual(len(job.id), 16)
+            evs = list(job.progress())
+            self.assertEqual([e.seq for e in evs], list(range(1, len(evs) + 1)))
+            steps = [e.progress.step for e in evs if e.kind == train_pb2.EVENT_PROGRESS]
+            self.assertEqual(steps, list(range(1, 7)))
+            self.assertEqual(evs[-1].state, train_pb2.JOB_SUCCEEDED)
+            info = job.wait(timeout=30, check=True)
+            self.assertEqual(info.state, train_pb2.JOB_SUCCEEDED)
+            self.assertEqual(nc.state_name(info.state), "succeeded")
+            self.assertEqual(nc.kind_name(info.kind), "test")
+            self.assertEqual(job.status().last_seq, evs[-1].seq)
+            # replay from the middle, snapshot on request, listing
+            mid = evs[len(evs) // 2].seq
+            self.assertEqual([e.seq for e in job.progress(from_seq=mid)],
+                             [e.seq for e in evs if e.seq >= mid])
+            snap = list(job.progress(from_seq=0, include_snapshot=True))
+            self.assertEqual(len(snap), 1)
+            self.assertEqual(snap[0].kind, train_pb2.EVENT_SNAPSHOT)
+            self.assertEqual([j.job_id for j in c.jobs()], [job.id])
+
+    def test_cancel_and_failed_jobs(self):
+        with Server(args=["--enable-test-jobs"]) as srv, client(srv) as c:
+            job = c.test_job(steps=100000, step_ms=20)
+            events = job.progress()
+            for ev in events:
+                if ev.kind == train_pb2.EVENT_PROGRESS and ev.progress.step >= 2:
+                    break
+            info = job.cancel()
+            self.assertEqual(info.job_id, job.id)
+            rest = list(events)                  # the live stream ends with the final state
+            self.assertEqual(rest[-1].state, train_pb2.JOB_CANCELLED)
+            with self.assertRaises(nc.JobFailed) as cm:
+                job.wait(timeout=30, check=True)
+            self.assertEqual(cm.exception.job.state, train_pb2.JOB_CANCELLED)
+            bad = c.test_job(steps=2, step_ms=1, fail_with="loss diverged")
+            info = bad.wait(timeout=30)
+            self.assertEqual(info.state, train_pb2.JOB_FAILED)
+            self.assertIn("loss diverged", info.error)
+
+    def test_following_stream_can_be_cancelled(self):
+        with Server(args=["--enable-test-jobs"]) as srv, client(srv) as c:
+            job = c.test_job(steps=100000, step_ms=20)
+            with job.progress() as events:
+                next(events)
+            with self.assertRaises(nc.Cancelled):
+                next(events)
+            self.assertEqual(srv.wait_calls_baseline(0), 0)
+            job.cancel()
+            job.wait(timeout=30)
+
+
+class Tls(unittest.TestCase):
+    def test_tls_with_token(self):
+        d = tempfile.mkdtemp(prefix="nc-sdk-tls-")
+        try:
+            key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                            key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                           check=True, capture_output=True)
+            os.chmod(key, 0o600)
+            with open(cert, "rb") as f:
+                root = f.read()
+            with Server(token=TOKEN, tls_root=root, args=["--tls-cert", cert, "--tls-key", key]) as srv:
+                with nc.Client("localhost:%d" % srv.port, token=TOKEN, tls=True,
+                               root_certificates=root) as c:
+                    self.assertEqual(c.health().status, "ok")
+                    self.assertEqual(c.checkpoints(), [])
+                with nc.Client("localhost:%d" % srv.port, tls=True, root_certificates=root) as c:
+                    with self.assertRaises(nc.Unauthenticated):
+                        c.checkpoints()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class Example(unittest.TestCase):
+    def test_example_runs(self):
+        with Server(args=["--enable-test-jobs"]) as srv:
+            p = subprocess.run([sys.executable, os.path.join(SRC, "clients", "python", "example.py"),
+                                "127.0.0.1:%d" % srv.port, "--test-job"],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("health: ok", p.stdout)
+            self.assertIn("chat: ", p.stdout)
+            self.assertIn("step 5/5", p.stdout)
+            self.assertIn(": succeeded", p.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
