@@ -129,7 +129,9 @@ static void pump(nc_call *c, void *arg) {
   Nanochat__V1__JobEvent *ev = s->batch[s->next++];
   s->cursor = ev->seq + 1;
   s->sending = true;
-  bool more = s->next < s->n_batch; /* the rest of this batch follows at once */
+  /* a replay (no follow) sends a batch buffered but for its last event (nc_call_send_more):
+   * a few TCP writes instead of one per event; followers get every event as it is sent */
+  bool more = !s->follow && s->next < s->n_batch;
   pthread_mutex_unlock(&s->mu);
   int rc = more ? nc_call_send_more(c, &ev->base, sent, s) : nc_call_send(c, &ev->base, sent, s);
   if (rc) stream_end(c, s, rc, "stream ended");

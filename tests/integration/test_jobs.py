@@ -80,8 +80,9 @@ class Jobs(unittest.TestCase):
             self.assertEqual(only[0].job.state, train_pb2.JOB_SUCCEEDED)
 
     def test_long_stream_spans_store_batches(self):
-        # Train.Status sends each store batch (64 events) with write-buffer hints except its
-        # last event: live and replayed streams across many batches must be complete, in order
+        # a replay (follow=false) sends each store batch (64 events) with write-buffer hints but
+        # for its last event: live and replayed streams across many batches must be complete
+        # and in order
         with Server(args=["--enable-test-jobs"]) as srv:
             ref = start_job(srv, steps=500, step_ms=0)
             live = [e.seq for e in follow(srv, ref.job_id)[1:]]
