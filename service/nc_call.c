@@ -233,7 +233,7 @@ int nc_call_reply(nc_call *c, const ProtobufCMessage *resp) {
   return NC_OK;
 }
 
-int nc_call_send(nc_call *c, const ProtobufCMessage *msg, nc_send_cb cb, void *arg) {
+static int send_msg(nc_call *c, const ProtobufCMessage *msg, uint32_t flags, nc_send_cb cb, void *arg) {
   pthread_mutex_lock(&c->mu);
   int rc = NC_OK;
   if (c->finished) rc = NC_ESTATE;
@@ -250,6 +250,7 @@ int nc_call_send(nc_call *c, const ProtobufCMessage *msg, nc_send_cb cb, void *a
     size_t n = add_initial_md(c, &ops[0]);
     memset(&ops[n], 0, sizeof ops[n]);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].flags = flags;
     ops[n].data.send_message.send_message = buf;
     n++;
     c->send_buf = buf;
@@ -266,6 +267,14 @@ int nc_call_send(nc_call *c, const ProtobufCMessage *msg, nc_send_cb cb, void *a
   }
   pthread_mutex_unlock(&c->mu);
   return rc;
+}
+
+int nc_call_send(nc_call *c, const ProtobufCMessage *msg, nc_send_cb cb, void *arg) {
+  return send_msg(c, msg, 0, cb, arg);
+}
+
+int nc_call_send_more(nc_call *c, const ProtobufCMessage *msg, nc_send_cb cb, void *arg) {
+  return send_msg(c, msg, GRPC_WRITE_BUFFER_HINT, cb, arg);
 }
 
 typedef struct sync_wait {

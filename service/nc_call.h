@@ -31,8 +31,9 @@
  *   4. Cancellation (client cancel, deadline, server shutdown) is cooperative: poll
  *      nc_call_is_cancelled between steps, or register nc_call_on_cancel. Then stop work and
  *      still finish (rule 1); the status is not sent to a cancelled call, it only releases it.
- *   5. Callbacks (send, recv, cancel) run on CQ threads with no runtime lock held; they must
- *      not block. The runtime never calls them after the call was destroyed. Per-call state
+ *   5. Callbacks (send, recv, cancel, wake) run on CQ threads with no runtime lock held —
+ *      not always the same thread, and two callbacks of one call (e.g. cancel and send) may
+ *      run at the same time, so guard shared per-call state with a lock; they must not block. The runtime never calls them after the call was destroyed. Per-call state
  *      attached with nc_call_set_data is freed when the call is destroyed, i.e. after the
  *      last callback, which makes it the safe place for callback arguments.
  *   6. Never log request or response content (nc_log.h).
@@ -115,6 +116,14 @@ int nc_call_reply(nc_call *call, const ProtobufCMessage *resp);
 typedef void (*nc_send_cb)(nc_call *call, bool ok, void *arg);
 int nc_call_send(nc_call *call, const ProtobufCMessage *msg, nc_send_cb cb, void *arg);
 
+/* Streaming, for a message that is followed at once by more: like nc_call_send, but gRPC
+ * may keep it in the stream's write buffer (at most 64 KiB per stream) instead of writing it
+ * now, and cb runs as soon as it is buffered, so a burst of small messages (a replay) goes
+ * out in a few large writes instead of one TCP write each. The next nc_call_send or
+ * nc_call_finish writes everything buffered: send the LAST message of a burst with
+ * nc_call_send, never leave a call waiting after nc_call_send_more. */
+int nc_call_send_more(nc_call *call, const ProtobufCMessage *msg, nc_send_cb cb, void *arg);
+
 /* Streaming, blocking: sends `msg` and waits until it completed. NOT on a CQ thread
  * (returns NC_ESTATE there). NC_OK when the message was accepted, NC_ECANCELED when the call
  * died meanwhile. */
@@ -143,7 +152,7 @@ int nc_call_recv(nc_call *call, nc_recv_cb cb, void *arg);
 
 /* ---- waking up on a CQ thread -------------------------------------------------------------- */
 
-/* Runs fn(call, arg) soon on the call's CQ thread (an empty batch completes at once). For
+/* Runs fn(call, arg) soon on a CQ thread (an empty batch completes at once). For
  * threads that must not do work themselves (e.g. job-manager notifications): post a wake and
  * do the work in fn. At most one wake is queued per call: while one is queued, further calls
  * return NC_OK without queueing another (fn/arg of the queued one stay). NC_ESTATE when the

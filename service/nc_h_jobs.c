@@ -3,7 +3,7 @@
  * Train.Status with a job id: SNAPSHOT first (the job as it is now), then the stored events
  * with seq >= from_seq, then — with follow — live events until the job's final STATE event.
  * The stream subscribes to the job manager BEFORE reading the snapshot, so nothing slips
- * between; notifications only post a wake-up to the call's CQ thread (nc_call_wake), where the
+ * between; notifications only post a wake-up to a CQ thread (nc_call_wake), where the
  * next batch is read from the store and sent one message at a time (one send in flight:
  * backpressure; memory stays bounded however slow the client is).
  */
@@ -75,8 +75,9 @@ static void sent(nc_call *c, bool ok, void *arg) {
   pump(c, s);
 }
 
-/* Sends the next message, reading the next batch from the store when needed. Runs on the
- * call's CQ thread (wake-ups, send completions) or the handler's thread (the start). */
+/* Sends the next message, reading the next batch from the store when needed. Runs on
+ * a CQ thread (wake-ups, send completions) or the handler's thread (the start); s->mu
+ * serialises them. */
 static void pump(nc_call *c, void *arg) {
   status_stream *s = arg;
   pthread_mutex_lock(&s->mu);
@@ -128,8 +129,11 @@ static void pump(nc_call *c, void *arg) {
   Nanochat__V1__JobEvent *ev = s->batch[s->next++];
   s->cursor = ev->seq + 1;
   s->sending = true;
+  /* a replay (no follow) sends a batch buffered but for its last event (nc_call_send_more):
+   * a few TCP writes instead of one per event; followers get every event as it is sent */
+  bool more = !s->follow && s->next < s->n_batch;
   pthread_mutex_unlock(&s->mu);
-  int rc = nc_call_send(c, &ev->base, sent, s);
+  int rc = more ? nc_call_send_more(c, &ev->base, sent, s) : nc_call_send(c, &ev->base, sent, s);
   if (rc) stream_end(c, s, rc, "stream ended");
 }
 

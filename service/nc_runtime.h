@@ -1,9 +1,11 @@
 /* nc_runtime.h — INTERNAL to nc_server.c and nc_call.c: the structures of the gRPC runtime.
  * Handlers use nc_call.h; main.c uses nc_server.h.
  *
- * Threads: one completion queue (CQ) per CQ thread (every event of a call arrives on the CQ
- * it was requested on), a worker pool for slow handlers, a timer thread for default
- * deadlines, and the main thread (signals, shutdown).
+ * Threads: CQ threads sharing one completion queue (CQ): one polls (the duty rotates) and
+ * the others join while calls overlap (nc_server.c), so events of one call may be handled
+ * by different CQ threads, one after the other or at the same time (call state is under
+ * nc_call.mu); a worker pool for slow handlers, a timer thread for default deadlines, and
+ * the main thread (signals, shutdown).
  *
  * Call reference counting: a call is destroyed when its count reaches zero. References:
  *   +1 the handler's, from creation until the call is finished (nc_call_finish/reply);
@@ -50,7 +52,6 @@ typedef struct nc_tag {
 typedef struct nc_req_slot {
   nc_tag tag;
   struct nc_server *srv;
-  int cq;
   const nc_rpc_method *m;         /* NULL: the generic request (unregistered methods) */
   grpc_call *call;
   gpr_timespec deadline;
@@ -120,10 +121,18 @@ typedef struct nc_drain_hook {
 
 struct nc_server {
   grpc_server *gs;
-  int n_cq;
-  grpc_completion_queue **cqs;
+  grpc_completion_queue *cq;      /* shared by the CQ threads */
+  int n_threads;                  /* CQ threads (cfg cq_threads) */
+  int n_started;
   pthread_t *cq_threads;
   bool threads_started;
+  pthread_mutex_t park_mu;        /* CQ threads off duty sleep on park_cv (nc_server.c) */
+  pthread_cond_t park_cv;
+  atomic_bool all_poll;           /* busy: every CQ thread polls */
+  atomic_llong busy_until_ms;     /* CLOCK_MONOTONIC ms: all_poll until then */
+  atomic_int duty;                /* the CQ thread that polls when not busy */
+  atomic_llong duty_since_ms;
+  bool polling_stop;              /* under park_mu: shutdown, every thread polls */
   void *rm[64];                   /* registered-method handles, by row */
   nc_req_slot *slots;
   int n_slots;

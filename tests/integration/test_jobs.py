@@ -79,6 +79,22 @@ class Jobs(unittest.TestCase):
             self.assertEqual(len(only), 1)
             self.assertEqual(only[0].job.state, train_pb2.JOB_SUCCEEDED)
 
+    def test_long_stream_spans_store_batches(self):
+        # a replay (follow=false) sends each store batch (64 events) with write-buffer hints but
+        # for its last event: live and replayed streams across many batches must be complete
+        # and in order
+        with Server(args=["--enable-test-jobs"]) as srv:
+            ref = start_job(srv, steps=500, step_ms=0)
+            live = [e.seq for e in follow(srv, ref.job_id)[1:]]
+            self.assertGreater(len(live), 500)
+            self.assertEqual(live, list(range(1, len(live) + 1)))
+            for start in (1, 64, 65, 130):
+                evs = list(srv.stub("Train").Status(train_pb2.TrainStatusRequest(
+                    job_id=ref.job_id, follow=False, from_seq=start), timeout=30))
+                self.assertEqual(evs[0].kind, train_pb2.EVENT_SNAPSHOT)
+                self.assertEqual([e.seq for e in evs[1:]], live[start - 1:])
+                self.assertEqual(evs[-1].state, train_pb2.JOB_SUCCEEDED)
+
     def test_listing_jobs(self):
         with Server(args=["--enable-test-jobs"]) as srv:
             ids = [start_job(srv, steps=1, step_ms=1).job_id for _ in range(3)]
