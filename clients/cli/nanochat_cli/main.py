@@ -11,7 +11,9 @@ Exit status: 0 ok; 2 usage; 3 invalid argument; 4 deadline; 5 not found; 6 alrea
 130 interrupted (Ctrl-C, or a job cancelled from Ctrl-C)."""
 import argparse
 import os
+import queue
 import sys
+import threading
 import time
 
 import nanochat_client as nc
@@ -151,9 +153,33 @@ def follow(c, job, out, err, on_interrupt, from_seq=1):
     """Shows the job's events live until it ends; returns the exit status."""
     view = ProgressView(out, out.isatty(), job.id)
     events = job.progress(from_seq=from_seq, include_snapshot=True)
+    # The stream is read on a helper thread: a Ctrl-C (KeyboardInterrupt) then only ever lands
+    # in the main thread's queue wait, never inside grpc's own locks, which it can leave in a
+    # state where later calls on the channel hang.
+    q = queue.Queue()
+
+    def pump():
+        try:
+            for e in events:
+                q.put(("ev", e))
+            q.put(("end", None))
+        except Exception as ex:  # noqa: BLE001 - handed to the main thread
+            q.put(("err", ex))
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
-        for ev in events:
-            view.event(ev)
+        while True:
+            try:
+                kind, item = q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if kind == "end":
+                break
+            if kind == "err":
+                if isinstance(item, nc.Cancelled):
+                    break
+                raise item
+            view.event(item)
     except KeyboardInterrupt:
         events.cancel()
         view.finish()
