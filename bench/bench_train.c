@@ -4,7 +4,10 @@
  * side and reports ratios.
  *
  *   bench_train --depth 8 [--threads 2] [--seq 512] [--tokens 8192] [--vocab 32768]
- *               [--pattern L] [--steps 6] [--warmup 2] [--optim none|sgd|muon] [--sgemm 1]
+ *               [--pattern L] [--steps 6] [--warmup 2] [--optim none|sgd|muon|adamw] [--sgemm 1]
+ *
+ * muon: nanochat's MuonAdamW (nc_optim) with GPT.setup_optimizer's defaults, as the PyTorch
+ * side uses (bench_train.py); adamw: plain AdamW on every parameter.
  *
  * Timing: median wall time of `steps` optimizer steps (forward + backward + update) after
  * `warmup` steps; FLOPs per token are nanochat's estimate_flops (nc_model_config_flops_per_
@@ -21,10 +24,7 @@
 #include "nc_kernels.h"
 #include "nc_model.h"
 #include "nc_model_config.h"
-#if __has_include("nc_optim.h")
 #include "nc_optim.h"
-#define HAVE_OPTIM 1
-#endif
 
 static double now(void) {
   struct timespec t;
@@ -122,16 +122,23 @@ int main(int argc, char **argv) {
   float *P = nc_model_param_buffer(m, &np);
   float *G = nc_model_grad_buffer(m, NULL);
   int use_sgd = !strcmp(optim, "sgd");
-#ifdef HAVE_OPTIM
-  int use_muon = !strcmp(optim, "muon");
-#else
-  if (!strcmp(optim, "muon")) {
-    fprintf(stderr, "muon: nc_optim not available in this build\n");
+  nc_optim *opt = NULL;
+  if (!strcmp(optim, "muon") || !strcmp(optim, "adamw")) {
+    int n;
+    nc_param *ps = nc_model_params(m, &n);
+    nc_optim_cfg oc = !strcmp(optim, "muon") ? nc_optim_cfg_muonadamw(cfg.n_embd)
+                                             : nc_optim_cfg_adamw(1e-3, 0.0);
+    if (nc_optim_create(ps, n, &oc, &opt, msg, sizeof msg)) {
+      fprintf(stderr, "optim: %s\n", msg);
+      return 1;
+    }
+  } else if (!use_sgd && strcmp(optim, "none")) {
+    fprintf(stderr, "unknown --optim %s\n", optim);
     return 2;
   }
-#endif
   double *dt = malloc(sizeof(double) * (size_t)steps);
   double *fb = malloc(sizeof(double) * (size_t)steps);
+  double *op = malloc(sizeof(double) * (size_t)steps);
   float loss = 0, first = 0;
   for (int it = 0; it < warmup + steps; it++) {
     double t0 = now();
@@ -145,14 +152,16 @@ int main(int argc, char **argv) {
 #pragma omp parallel for simd schedule(static)
       for (int64_t i = 0; i < np; i++) P[i] -= 1e-3f * G[i];
     }
-#ifdef HAVE_OPTIM
-    (void)use_muon;
-#endif
+    if (opt && nc_optim_step(opt, NULL)) {
+      fprintf(stderr, "optimizer step failed\n");
+      return 1;
+    }
     double t2 = now();
     if (it == 0) first = loss;
     if (it >= warmup) {
       dt[it - warmup] = t2 - t0;
       fb[it - warmup] = t1 - t0;
+      op[it - warmup] = t2 - t1;
     }
   }
   double step = median(dt, steps), fbm = median(fb, steps);
@@ -161,11 +170,11 @@ int main(int argc, char **argv) {
   double achieved = tps * (double)fpt / 1e9;
   printf("{\"impl\":\"nanochat-c\",\"depth\":%d,\"n_embd\":%d,\"threads\":%d,\"seq\":%d,"
          "\"tokens_per_step\":%d,\"vocab\":%d,\"window_pattern\":\"%s\",\"optim\":\"%s\","
-         "\"params\":%lld,\"flops_per_token\":%lld,\"step_ms\":%.1f,\"fwd_bwd_ms\":%.1f,"
+         "\"params\":%lld,\"flops_per_token\":%lld,\"step_ms\":%.1f,\"fwd_bwd_ms\":%.1f,\"optim_ms\":%.1f,"
          "\"tok_per_s\":%.1f,\"gflops\":%.1f,\"loss_first\":%.4f,\"loss_last\":%.4f,"
          "\"blas_core\":\"%s\"",
          depth, cfg.n_embd, threads, seq, tokens, vocab, cfg.window_pattern, optim,
-         (long long)np, (long long)fpt, step * 1e3, fbm * 1e3, tps, achieved, first, loss,
+         (long long)np, (long long)fpt, step * 1e3, fbm * 1e3, median(op, steps) * 1e3, tps, achieved, first, loss,
          nc_blas_corename());
   if (do_sgemm) {
     /* the model's big shapes: forward x W^T, backward dY W and dY^T X, lm_head block */
@@ -189,6 +198,8 @@ int main(int argc, char **argv) {
   printf("}\n");
   free(dt);
   free(fb);
+  free(op);
+  nc_optim_free(opt);
   free(idx);
   free(tg);
   nc_model_free(m);

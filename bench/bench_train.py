@@ -40,27 +40,30 @@ def torch_worker(a):
     idx = torch.randint(0, a.vocab, (B, a.seq), generator=g)
     tg = torch.roll(idx.view(-1), -1).view(B, a.seq)
     opt = model.setup_optimizer() if a.optim == "muon" else None
-    times, losses = [], []
+    times, otimes, losses = [], [], []
     for it in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         model.zero_grad(set_to_none=True)
         loss = model(idx, tg)
         loss.backward()
+        t1 = time.perf_counter()
         if opt is not None:
             opt.step()
         elif a.optim == "sgd":
             with torch.no_grad():
                 for p in model.parameters():
                     p.sub_(1e-3 * p.grad)
-        dt = time.perf_counter() - t0
+        t2 = time.perf_counter()
         losses.append(float(loss))
         if it >= a.warmup:
-            times.append(dt)
+            times.append(t2 - t0)
+            otimes.append(t2 - t1)
     step = statistics.median(times)
     fpt = model.estimate_flops()
     print(json.dumps({
         "impl": "pytorch", "torch": torch.__version__, "depth": a.depth, "threads": a.threads,
-        "optim": a.optim, "step_ms": round(step * 1e3, 1), "tok_per_s": round(a.tokens / step, 1),
+        "optim": a.optim, "step_ms": round(step * 1e3, 1),
+        "optim_ms": round(statistics.median(otimes) * 1e3, 1), "tok_per_s": round(a.tokens / step, 1),
         "flops_per_token": fpt, "gflops": round(a.tokens / step * fpt / 1e9, 1),
         "loss_first": losses[0], "loss_last": losses[-1],
         "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
@@ -124,6 +127,7 @@ def main():
     if optim == "auto":
         optim = "muon" if c_has_muon(a) else "sgd"
     results = []
+    load_start = os.getloadavg()
     for d in [int(x) for x in a.depths.split(",")]:
         for th in [int(x) for x in a.threads.split(",")]:
             c = run_c(a, d, th, optim, sgemm=True)
@@ -133,6 +137,8 @@ def main():
                 "depth": d, "threads": th, "optim": optim,
                 "flops_per_token": c["flops_per_token"],
                 "c_tok_per_s": c["tok_per_s"], "torch_tok_per_s": t["tok_per_s"],
+                "c_optim_ms": c.get("optim_ms"), "torch_optim_ms": t.get("optim_ms"),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
                 "speedup_vs_torch": round(c["tok_per_s"] / t["tok_per_s"], 2),
                 "sgemm_plateau_gflops": plateau,
                 "c_frac_of_sgemm": round(c["gflops"] / plateau, 3) if plateau else None,
@@ -144,7 +150,10 @@ def main():
     print(json.dumps({"benchmark": "train", "seq": a.seq, "tokens_per_step": a.tokens,
                       "vocab": a.vocab, "window_pattern": a.pattern,
                       "blas_core": results[0]["c"]["blas_core"] if results else None,
-                      "env": env, "results": results}, indent=1))
+                      "env": env, "cpus": os.cpu_count(),
+                      "loadavg_start": [round(x, 2) for x in load_start],
+                      "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+                      "results": results}, indent=1))
 
 
 if __name__ == "__main__":

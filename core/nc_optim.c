@@ -16,7 +16,7 @@
 #include "nc_kernels.h"
 #include "nc_optim_internal.h"
 
-static int fail(char *msg, size_t len, const char *fmt, ...) {
+int nc_optim_fail(char *msg, size_t len, const char *fmt, ...) {
   if (msg && len) {
     va_list ap;
     va_start(ap, fmt);
@@ -57,15 +57,15 @@ static int finite_nonneg(double x) { return isfinite(x) && x >= 0; }
 
 static int check_group(const nc_optim_group *g, char *msg, size_t len) {
   if (!finite_nonneg(g->lr) || !finite_nonneg(g->initial_lr) || !finite_nonneg(g->weight_decay))
-    return fail(msg, len, "group %s: lr and weight_decay must be finite and >= 0", g->label);
+    return nc_optim_fail(msg, len, "group %s: lr and weight_decay must be finite and >= 0", g->label);
   if (!(g->beta2 >= 0 && g->beta2 < 1))
-    return fail(msg, len, "group %s: beta2 must be in [0, 1)", g->label);
+    return nc_optim_fail(msg, len, "group %s: beta2 must be in [0, 1)", g->label);
   if (g->kind == NC_GROUP_ADAMW) {
     if (!(g->beta1 >= 0 && g->beta1 < 1) || !finite_nonneg(g->eps))
-      return fail(msg, len, "group %s: beta1 must be in [0, 1) and eps >= 0", g->label);
+      return nc_optim_fail(msg, len, "group %s: beta1 must be in [0, 1) and eps >= 0", g->label);
   } else {
     if (!(g->momentum >= 0 && g->momentum < 1) || g->ns_steps < 1 || g->ns_steps > 5)
-      return fail(msg, len, "group %s: momentum must be in [0, 1), ns_steps in 1..5", g->label);
+      return nc_optim_fail(msg, len, "group %s: momentum must be in [0, 1), ns_steps in 1..5", g->label);
   }
   return NC_OK;
 }
@@ -166,7 +166,7 @@ static int build_groups(nc_optim *o, const nc_optim_cfg *c, char *msg, size_t le
   }
   free(shapes);
   o->n_groups = ng;
-  if (used != n) return fail(msg, len, "%d parameters have a kind no group takes", n - used);
+  if (used != n) return nc_optim_fail(msg, len, "%d parameters have a kind no group takes", n - used);
   for (int g = 0; g < ng; g++) {
     int rc = check_group(&G[g], msg, len);
     if (rc) return rc;
@@ -181,17 +181,17 @@ static int check_params(const nc_param *ps, int n, nc_optim_type type, char *msg
     const nc_param *p = &ps[i];
     if (!p->name || !p->data || !p->grad || p->numel < 1 || p->ndim < 1 || p->ndim > NC_MAX_DIMS ||
         !*p->name || strlen(p->name) > 256)
-      return fail(msg, len, "param %d: needs a name (1..256 bytes), data, grad and numel >= 1", i);
+      return nc_optim_fail(msg, len, "param %d: needs a name (1..256 bytes), data, grad and numel >= 1", i);
     int64_t numel = 1;
     for (int d = 0; d < p->ndim; d++) {
-      if (p->shape[d] < 1 || p->shape[d] > (1LL << 31)) return fail(msg, len, "param %s: bad shape", p->name);
+      if (p->shape[d] < 1 || p->shape[d] > (1LL << 31)) return nc_optim_fail(msg, len, "param %s: bad shape", p->name);
       numel *= p->shape[d];
-      if (numel > (1LL << 40)) return fail(msg, len, "param %s: too large", p->name);
+      if (numel > (1LL << 40)) return nc_optim_fail(msg, len, "param %s: too large", p->name);
     }
-    if (numel != p->numel) return fail(msg, len, "param %s: numel differs from its shape", p->name);
+    if (numel != p->numel) return nc_optim_fail(msg, len, "param %s: numel differs from its shape", p->name);
     if (type == NC_OPTIM_MUONADAMW && p->kind == NC_PK_MATRIX && p->ndim != 2)
-      return fail(msg, len, "param %s: Muon needs a 2-D matrix", p->name);
-    if ((unsigned)p->kind > NC_PK_GATE_SCALAR) return fail(msg, len, "param %s: unknown kind", p->name);
+      return nc_optim_fail(msg, len, "param %s: Muon needs a 2-D matrix", p->name);
+    if ((unsigned)p->kind > NC_PK_GATE_SCALAR) return nc_optim_fail(msg, len, "param %s: unknown kind", p->name);
   }
   return NC_OK;
 }
@@ -207,12 +207,12 @@ int nc_optim_create(nc_param *params, int n, const nc_optim_cfg *cfg, nc_optim *
                     char *msg, size_t msglen) {
   if (!out) return NC_EINVAL;
   *out = NULL;
-  if (!params || n < 1 || !cfg) return fail(msg, msglen, "no parameters or no configuration");
+  if (!params || n < 1 || !cfg) return nc_optim_fail(msg, msglen, "no parameters or no configuration");
   if (cfg->type != NC_OPTIM_MUONADAMW && cfg->type != NC_OPTIM_ADAMW)
-    return fail(msg, msglen, "unknown optimizer type %d", (int)cfg->type);
+    return nc_optim_fail(msg, msglen, "unknown optimizer type %d", (int)cfg->type);
   if (cfg->type == NC_OPTIM_MUONADAMW && (cfg->model_dim < 1 || cfg->model_dim > (1 << 20)))
-    return fail(msg, msglen, "model_dim must be in 1..2^20");
-  if (!finite_nonneg(cfg->grad_clip)) return fail(msg, msglen, "grad_clip must be finite and >= 0");
+    return nc_optim_fail(msg, msglen, "model_dim must be in 1..2^20");
+  if (!finite_nonneg(cfg->grad_clip)) return nc_optim_fail(msg, msglen, "grad_clip must be finite and >= 0");
   int rc = check_params(params, n, cfg->type, msg, msglen);
   if (rc) return rc;
   nc_optim *o = calloc(1, sizeof *o);

@@ -3,6 +3,8 @@
 #ifndef NC_OPTIM_INTERNAL_H
 #define NC_OPTIM_INTERNAL_H
 
+#include <stddef.h>
+
 #include "nc_optim.h"
 
 /* One matrix of a Muon group: the unit of parallel work. */
@@ -33,6 +35,9 @@ struct nc_optim {
   size_t work_per_thread;/* floats, multiple of 16 */
   int work_threads;
 };
+
+/* Writes a printf-style message to msg (may be NULL) and returns NC_EINVAL. */
+int nc_optim_fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Builds o->views over o->state (called once by nc_optim_create). NC_OK / NC_ENOMEM. */
 int nc_optim_build_views(nc_optim *o);

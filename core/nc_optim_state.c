@@ -2,7 +2,6 @@
  * as JSON, for checkpoints (nc_checkpoint.c). See nc_optim.h. */
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,16 +105,6 @@ char *nc_optim_meta_to_json(const nc_optim *o) {
   return s;
 }
 
-static int fail(char *msg, size_t len, const char *fmt, ...) {
-  if (msg && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-  }
-  return NC_EINVAL;
-}
-
 static int num(json_t *obj, const char *key, double *out) {
   json_t *v = json_object_get(obj, key);
   if (!json_is_number(v)) return -1;
@@ -129,16 +118,16 @@ static int read_group(const nc_optim *o, const nc_optim_group *G, json_t *j, nc_
   const char *label = json_string_value(json_object_get(j, "label"));
   const char *kind = json_string_value(json_object_get(j, "kind"));
   if (!label || strcmp(label, G->label))
-    return fail(msg, len, "optimizer group '%s': saved label differs", G->label);
+    return nc_optim_fail(msg, len, "optimizer group '%s': saved label differs", G->label);
   if (!kind || strcmp(kind, G->kind == NC_GROUP_ADAMW ? "adamw" : "muon"))
-    return fail(msg, len, "optimizer group '%s': saved kind differs", G->label);
+    return nc_optim_fail(msg, len, "optimizer group '%s': saved kind differs", G->label);
   json_t *names = json_object_get(j, "params");
   if (!json_is_array(names) || json_array_size(names) != (size_t)G->n_params)
-    return fail(msg, len, "optimizer group '%s': saved parameter count differs", G->label);
+    return nc_optim_fail(msg, len, "optimizer group '%s': saved parameter count differs", G->label);
   for (int k = 0; k < G->n_params; k++) {
     const char *nm = json_string_value(json_array_get(names, (size_t)k));
     if (!nm || strcmp(nm, o->params[G->params[k]].name))
-      return fail(msg, len, "optimizer group '%s': parameter %d differs", G->label, k);
+      return nc_optim_fail(msg, len, "optimizer group '%s': parameter %d differs", G->label, k);
   }
   *out = *G;
   int bad = num(j, "lr", &out->lr) | num(j, "initial_lr", &out->initial_lr) |
@@ -150,19 +139,19 @@ static int read_group(const nc_optim *o, const nc_optim_group *G, json_t *j, nc_
     if (!json_is_array(sh) || json_array_size(sh) != 2 ||
         json_integer_value(json_array_get(sh, 0)) != G->rows ||
         json_integer_value(json_array_get(sh, 1)) != G->cols)
-      return fail(msg, len, "optimizer group '%s': saved shape differs", G->label);
+      return nc_optim_fail(msg, len, "optimizer group '%s': saved shape differs", G->label);
     bad |= num(j, "momentum", &out->momentum) | !json_is_integer(ns);
     out->ns_steps = (int)json_integer_value(ns);
   }
-  if (bad) return fail(msg, len, "optimizer group '%s': missing or non-finite values", G->label);
+  if (bad) return nc_optim_fail(msg, len, "optimizer group '%s': missing or non-finite values", G->label);
   return NC_OK;
 }
 
 int nc_optim_meta_from_json(nc_optim *o, const char *json, size_t len, char *msg, size_t msglen) {
-  if (!o || !json) return fail(msg, msglen, "NULL argument");
+  if (!o || !json) return nc_optim_fail(msg, msglen, "NULL argument");
   json_error_t je;
   json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-  if (!root) return fail(msg, msglen, "optimizer meta is not JSON: %s", je.text);
+  if (!root) return nc_optim_fail(msg, msglen, "optimizer meta is not JSON: %s", je.text);
   int rc = NC_OK;
   nc_optim_group *tmp = calloc((size_t)o->n_groups, sizeof *tmp);
   const char *type = json_string_value(json_object_get(root, "type"));
@@ -170,13 +159,13 @@ int nc_optim_meta_from_json(nc_optim *o, const char *json, size_t len, char *msg
   double clip = 0;
   if (!tmp) rc = NC_ENOMEM;
   else if (!type || strcmp(type, type_name(o->type)))
-    rc = fail(msg, msglen, "optimizer type differs (saved '%s', have '%s')", type ? type : "?",
+    rc = nc_optim_fail(msg, msglen, "optimizer type differs (saved '%s', have '%s')", type ? type : "?",
               type_name(o->type));
   else if (!json_is_integer(step) || json_integer_value(step) < 0 || num(root, "grad_clip", &clip) ||
            clip < 0)
-    rc = fail(msg, msglen, "optimizer meta: bad step or grad_clip");
+    rc = nc_optim_fail(msg, msglen, "optimizer meta: bad step or grad_clip");
   else if (!json_is_array(groups) || json_array_size(groups) != (size_t)o->n_groups)
-    rc = fail(msg, msglen, "optimizer meta: %zu groups saved, optimizer has %d",
+    rc = nc_optim_fail(msg, msglen, "optimizer meta: %zu groups saved, optimizer has %d",
               json_is_array(groups) ? json_array_size(groups) : 0, o->n_groups);
   for (int g = 0; !rc && g < o->n_groups; g++) {
     rc = read_group(o, &o->groups[g], json_array_get(groups, (size_t)g), &tmp[g], msg, msglen);
@@ -188,7 +177,7 @@ int nc_optim_meta_from_json(nc_optim *o, const char *json, size_t len, char *msg
                (t->kind == NC_GROUP_ADAMW ? (t->beta1 >= 0 && t->beta1 < 1 && t->eps >= 0)
                                           : (t->momentum >= 0 && t->momentum < 1 &&
                                              t->ns_steps >= 1 && t->ns_steps <= 5));
-      if (!ok) rc = fail(msg, msglen, "optimizer group '%s': values out of range", t->label);
+      if (!ok) rc = nc_optim_fail(msg, msglen, "optimizer group '%s': values out of range", t->label);
     }
   }
   if (!rc) {

@@ -1,4 +1,4 @@
-// st_test_util.h — helpers for the safetensors and checkpoint tests: temp dirs, file bytes,
+// st_test_util.h — helpers for the safetensors and checkpoint tests: file bytes as strings,
 // crafting safetensors files from a header string and a data blob. Header-only, C++.
 #pragma once
 
@@ -14,36 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "fs_test_util.h"
+
 namespace stt {
 
-inline void rm_rf(const std::string &path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path.c_str());
-    if (d) {
-      while (struct dirent *e = readdir(d)) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        rm_rf(path + "/" + e->d_name);
-      }
-      closedir(d);
-    }
-    rmdir(path.c_str());
-  } else {
-    unlink(path.c_str());
-  }
-}
-
-// A fresh directory, removed at scope exit.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/nc_st_test_XXXXXX";
-    path = mkdtemp(t) ? t : "";
-  }
-  ~TempDir() { rm_rf(path); }
-  std::string operator/(const std::string &n) const { return path + "/" + n; }
-};
+using nctest::rm_rf;
+using nctest::TempDir;
 
 inline std::string read_file(const std::string &p) {
   std::string s;

@@ -235,12 +235,15 @@ TEST(CheckpointCorrupt, UnknownDtype) {
                  NC_EINVAL, NC_ST_E_DTYPE);
 }
 
+// One tensor "t" of the given dtype, shape and data_offsets, over `data`.
+std::string one(const char *dtype, const char *shape, const char *offsets, const std::string &data) {
+  return stt::craft(std::string("{\"t\":{\"dtype\":\"") + dtype + "\",\"shape\":" + shape +
+                        ",\"data_offsets\":" + offsets + "}}",
+                    data);
+}
+
 TEST(CheckpointCorrupt, ShapeProductOverflow) {
-  auto with_shape = [](const char *shape) {
-    return stt::craft(std::string("{\"t\":{\"dtype\":\"F32\",\"shape\":") + shape +
-                          ",\"data_offsets\":[0,4]}}",
-                      "abcd");
-  };
+  auto with_shape = [](const char *shape) { return one("F32", shape, "[0,4]", "abcd"); };
   EXPECT_REFUSED(with_shape("[2147483648,2147483648,2147483648]"), NC_EINVAL, NC_ST_E_OVERFLOW);
   EXPECT_REFUSED(with_shape("[2147483648,2147483648,4]"), NC_EINVAL, NC_ST_E_OVERFLOW);  // bytes
   EXPECT_REFUSED(with_shape("[2147483648,2147483648,2]"), NC_EINVAL, NC_ST_E_OVERFLOW);  // 2^63 x 4
@@ -249,11 +252,7 @@ TEST(CheckpointCorrupt, ShapeProductOverflow) {
 }
 
 TEST(CheckpointCorrupt, BadDims) {
-  auto with_shape = [](const char *shape) {
-    return stt::craft(std::string("{\"t\":{\"dtype\":\"U8\",\"shape\":") + shape +
-                          ",\"data_offsets\":[0,1]}}",
-                      "a");
-  };
+  auto with_shape = [](const char *shape) { return one("U8", shape, "[0,1]", "a"); };
   EXPECT_REFUSED(with_shape("[2147483649]"), NC_EINVAL, NC_ST_E_SHAPE);
   EXPECT_REFUSED(with_shape("[-1]"), NC_EINVAL, NC_ST_E_SHAPE);
   EXPECT_REFUSED(with_shape("[1.0]"), NC_EINVAL, NC_ST_E_SHAPE);
@@ -262,12 +261,14 @@ TEST(CheckpointCorrupt, BadDims) {
   EXPECT_REFUSED(with_shape("[99999999999999999999]"), NC_EINVAL, NC_ST_E_JSON);  // > int64
 }
 
+// Two F32 [2] tensors "a" and "b" with the given data_offsets, and n data bytes.
+std::string two(const char *a, const char *b, size_t n) {
+  return stt::craft(std::string("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":") + a +
+                        "},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" + b + "}}",
+                    std::string(n, 'x'));
+}
+
 TEST(CheckpointCorrupt, OverlappingOffsets) {
-  auto two = [](const char *a, const char *b, size_t n) {
-    return stt::craft(std::string("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":") + a +
-                          "},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" + b + "}}",
-                      std::string(n, 'x'));
-  };
   EXPECT_REFUSED(two("[0,8]", "[4,12]", 12), NC_EINVAL, NC_ST_E_OFFSETS);
   EXPECT_REFUSED(two("[0,8]", "[0,8]", 8), NC_EINVAL, NC_ST_E_OFFSETS);  // aliasing
   EXPECT_REFUSED(two("[8,0]", "[8,16]", 16), NC_EINVAL, NC_ST_E_OFFSETS);  // BEGIN > END
@@ -277,11 +278,6 @@ TEST(CheckpointCorrupt, OverlappingOffsets) {
 }
 
 TEST(CheckpointCorrupt, HoleyOffsets) {
-  auto two = [](const char *a, const char *b, size_t n) {
-    return stt::craft(std::string("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":") + a +
-                          "},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" + b + "}}",
-                      std::string(n, 'x'));
-  };
   EXPECT_REFUSED(two("[0,8]", "[12,20]", 20), NC_EINVAL, NC_ST_E_HOLE);
   EXPECT_REFUSED(two("[4,12]", "[12,20]", 20), NC_EINVAL, NC_ST_E_HOLE);  // gap at the start
   EXPECT_REFUSED(two("[0,8]", "[8,12]", 12), NC_EINVAL, NC_ST_E_SIZE);  // 4 bytes for 2 x F32
@@ -462,8 +458,7 @@ TEST(CheckpointCorrupt, NoAllocationBeyondTheFileUnderAnAddressSpaceLimit) {
   // the largest config the sanity limits allow (~4.6e10 parameters), in a 1 KB file
   std::string huge = with_config("{\"sequence_len\":65536,\"vocab_size\":1048576,\"n_layer\":256,"
                                  "\"n_head\":128,\"n_kv_head\":128,\"n_embd\":16384}");
-  std::string claim = stt::craft(
-      "{\"t\":{\"dtype\":\"F32\",\"shape\":[1099511627776],\"data_offsets\":[0,4398046511104]}}", "x");
+  std::string claim = one("F32", "[1099511627776]", "[0,4398046511104]", "x");
   for (const std::string *b : {&huge, &claim}) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
