@@ -198,6 +198,9 @@ int nc_ckpt_read_model_file(int dirfd, const char *name, const nc_ckpt_load_opts
   }
   nc_model_config cfg;
   if (!rc) rc = nc_ckpt_check_model(f, &cfg, err);
+  if (!rc && opts && opts->expected_vocab_size > 0 && cfg.vocab_size != opts->expected_vocab_size)
+    rc = nc_st_fail(err, NC_ST_E_CONFIG, "model vocab_size %d differs from the tokenizer's %d",
+                    cfg.vocab_size, opts->expected_vocab_size);
   char *meta = NULL;
   if (!rc && meta_json && nc_st_meta(f, "meta") && !(meta = strdup(nc_st_meta(f, "meta"))))
     rc = nc_st_fail(err, NC_ST_E_NOMEM, "out of memory");

@@ -97,6 +97,9 @@ int nc_ckpt_save(nc_ckpt_dir *d, int64_t step, nc_model *m, nc_optim *o, const c
 typedef struct nc_ckpt_load_opts {
   const char *expected_sha256;  /* hex; NULL: not checked                                */
   int reject_nonfinite;         /* 1: a NaN/Inf anywhere is NC_ST_E_NONFINITE              */
+  int expected_vocab_size;      /* > 0: the tokenizer's vocab; a different model vocab is
+                                   NC_ST_E_CONFIG (nanochat's load_model assert, faults
+                                   row 30), checked before allocation                     */
 } nc_ckpt_load_opts;
 
 /* Loads model_<step>.safetensors into a new model (*out, caller frees with nc_model_free).

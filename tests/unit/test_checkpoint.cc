@@ -486,6 +486,24 @@ TEST(CheckpointCorrupt, NoAllocationBeyondTheFileUnderAnAddressSpaceLimit) {
 #endif
 }
 
+// faults.md row 30, the model side: a tokenizer whose vocab differs from the model's.
+TEST(CheckpointCorrupt, VocabDiffersFromTokenizer) {
+  TempDir d;
+  ASSERT_TRUE(stt::write_file(d / "m", good_file()));
+  int fd = open(d.path.c_str(), O_RDONLY | O_DIRECTORY);
+  nc_model *m = nullptr;
+  nc_st_error err;
+  nc_ckpt_load_opts o{nullptr, 0, 65};
+  EXPECT_EQ(nc_ckpt_read_model_file(fd, "m", &o, &m, nullptr, &err), NC_EINVAL);
+  EXPECT_EQ(err.kind, NC_ST_E_CONFIG);
+  EXPECT_NE(std::string(err.msg).find("tokenizer"), std::string::npos) << err.msg;
+  EXPECT_EQ(m, nullptr);
+  o.expected_vocab_size = 64;
+  ASSERT_EQ(nc_ckpt_read_model_file(fd, "m", &o, &m, nullptr, &err), NC_OK) << err.msg;
+  nc_model_free(m);
+  close(fd);
+}
+
 TEST(CheckpointCorrupt, LoadedModelUntouchedByAFailedLoad) {
   TempDir d;
   ASSERT_TRUE(stt::write_file(d / "good", good_file()));
@@ -514,7 +532,7 @@ TEST(Checkpoint, Sha256CheckedWhenExpected) {
   char sha[65];
   ASSERT_EQ(nc_ckpt_save(dir, 7, m, nullptr, nullptr, nullptr, sha, &err), NC_OK) << err.msg;
   EXPECT_EQ(strlen(sha), 64u);
-  nc_ckpt_load_opts o{sha, 0};
+  nc_ckpt_load_opts o{sha, 0, 0};
   ASSERT_EQ(nc_ckpt_load_model(dir, 7, &o, &back, nullptr, &err), NC_OK) << err.msg;
   nc_model_free(back);
   std::string upper = sha;
@@ -551,7 +569,7 @@ TEST(Checkpoint, NonFiniteRejectedOnlyWhenAsked) {
   ASSERT_EQ(nc_ckpt_read_model_file(fd, "m", nullptr, &back, nullptr, &err), NC_OK);  // faults row 41 needs it
   EXPECT_TRUE(std::isnan(nc_model_params(back, nullptr)[3].data[0]));
   nc_model_free(back);
-  nc_ckpt_load_opts o{nullptr, 1};
+  nc_ckpt_load_opts o{nullptr, 1, 0};
   EXPECT_EQ(nc_ckpt_read_model_file(fd, "m", &o, &back, nullptr, &err), NC_ECORRUPT);
   EXPECT_EQ(err.kind, NC_ST_E_NONFINITE);
   EXPECT_NE(std::string(err.msg).find("backout_lambda"), std::string::npos);
