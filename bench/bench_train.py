@@ -14,7 +14,10 @@ Prints one JSON document: per (depth, threads) both implementations, the speed r
 the fraction of the sgemm rate each reaches. On a shared machine the load swings by 2-3x
 within minutes, so each config runs `rounds` times alternating C and PyTorch, and the
 headline numbers are each side's best step over all rounds (the least disturbed sample;
-medians are kept in the per-round records) together with the load average.
+medians are kept in the per-round records) together with the load average. With one
+thread, tokens per second of process CPU time (tok_per_cpu_s) measure the work itself
+whatever the load; with two, CPU time also counts OpenMP/OpenBLAS waiting, so there only
+wall time is meaningful.
 """
 import argparse
 import json
@@ -43,9 +46,9 @@ def torch_worker(a):
     idx = torch.randint(0, a.vocab, (B, a.seq), generator=g)
     tg = torch.roll(idx.view(-1), -1).view(B, a.seq)
     opt = model.setup_optimizer() if a.optim == "muon" else None
-    times, otimes, losses = [], [], []
+    times, otimes, ctimes, losses = [], [], [], []
     for it in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
         loss = model(idx, tg)
         loss.backward()
@@ -61,6 +64,7 @@ def torch_worker(a):
         if it >= a.warmup:
             times.append(t2 - t0)
             otimes.append(t2 - t1)
+            ctimes.append(time.process_time() - c0)
     step = statistics.median(times)
     fpt = model.estimate_flops()
     print(json.dumps({
@@ -68,6 +72,7 @@ def torch_worker(a):
         "optim": a.optim, "step_ms": round(step * 1e3, 1),
         "optim_ms": round(statistics.median(otimes) * 1e3, 1), "tok_per_s": round(a.tokens / step, 1),
         "tok_per_s_best": round(a.tokens / min(times), 1),
+        "tok_per_cpu_s": round(a.tokens / min(ctimes), 1),
         "flops_per_token": fpt, "gflops": round(a.tokens / step * fpt / 1e9, 1),
         "loss_first": losses[0], "loss_last": losses[-1],
         "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
@@ -142,6 +147,9 @@ def main():
             c = max(cs, key=lambda r: r["tok_per_s_best"])
             t = max(ts, key=lambda r: r["tok_per_s_best"])
             plateau = max(r.get("sgemm_plateau_gflops", 0.0) for r in cs)
+            cplat = max(r.get("sgemm_plateau_cpu_gflops", 0.0) for r in cs)
+            c_cpu = max(r["tok_per_cpu_s"] for r in cs)
+            t_cpu = max(r["tok_per_cpu_s"] for r in ts)
             fpt = c["flops_per_token"]
             c_gf, t_gf = c["tok_per_s_best"] * fpt / 1e9, t["tok_per_s_best"] * fpt / 1e9
             results.append({
@@ -149,6 +157,11 @@ def main():
                 "c_tok_per_s": c["tok_per_s_best"], "torch_tok_per_s": t["tok_per_s_best"],
                 "c_tok_per_s_median": [r["tok_per_s"] for r in cs],
                 "torch_tok_per_s_median": [r["tok_per_s"] for r in ts],
+                "c_tok_per_cpu_s": c_cpu, "torch_tok_per_cpu_s": t_cpu,
+                "speedup_per_cpu_s": round(c_cpu / t_cpu, 2),
+                "sgemm_plateau_cpu_gflops": cplat,
+                "c_frac_of_sgemm_cpu": round(c_cpu * fpt / 1e9 / cplat, 3) if cplat else None,
+                "torch_frac_of_sgemm_cpu": round(t_cpu * fpt / 1e9 / cplat, 3) if cplat else None,
                 "c_optim_ms": min(r["optim_ms"] for r in cs),
                 "torch_optim_ms": min(r["optim_ms"] for r in ts),
                 "loadavg_1m": round(os.getloadavg()[0], 2),
