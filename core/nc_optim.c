@@ -189,8 +189,8 @@ static int check_params(const nc_param *ps, int n, nc_optim_type type, char *msg
       if (numel > (1LL << 40)) return nc_optim_fail(msg, len, "param %s: too large", p->name);
     }
     if (numel != p->numel) return nc_optim_fail(msg, len, "param %s: numel differs from its shape", p->name);
-    if (type == NC_OPTIM_MUONADAMW && p->kind == NC_PK_MATRIX && p->ndim != 2)
-      return nc_optim_fail(msg, len, "param %s: Muon needs a 2-D matrix", p->name);
+    if (type == NC_OPTIM_MUONADAMW && p->kind == NC_PK_MATRIX && (p->ndim != 2 || numel > (1LL << 31)))
+      return nc_optim_fail(msg, len, "param %s: Muon needs a 2-D matrix of at most 2^31 elements", p->name);
     if ((unsigned)p->kind > NC_PK_GATE_SCALAR) return nc_optim_fail(msg, len, "param %s: unknown kind", p->name);
   }
   return NC_OK;
