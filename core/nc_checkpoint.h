@@ -74,7 +74,8 @@ void nc_ckpt_dir_close(nc_ckpt_dir *d);
 int nc_ckpt_dir_fd(const nc_ckpt_dir *d);
 
 /* Complete steps (meta_<S>.json and model_<S>.safetensors both present as regular files),
- * ascending; at most max are stored, *n receives how many exist. */
+ * ascending; at most max are stored, *n receives how many exist (when *n > max, which ones
+ * were stored is unspecified: call again with a larger array). */
 int nc_ckpt_list(nc_ckpt_dir *d, int64_t *steps, int max, int *n, nc_st_error *err);
 /* The largest complete step; NC_ENOTFOUND (NC_ST_E_NOTFOUND) when there is none. */
 int nc_ckpt_latest(nc_ckpt_dir *d, int64_t *step, nc_st_error *err);
