@@ -26,23 +26,6 @@
 
 /* ------------------------------------------------------------------ create / free */
 
-static void add_param(nc_model *m, char **np, const char *name, nc_param_kind kind,
-                      int64_t off, int ndim, int64_t d0, int64_t d1) {
-  nc_param *p = &m->plist[m->n_params++];
-  size_t len = strlen(name);
-  memcpy(*np, name, len + 1);
-  p->name = *np;
-  *np += len + 1;
-  p->kind = kind;
-  p->ndim = ndim;
-  memset(p->shape, 0, sizeof p->shape);
-  p->shape[0] = d0;
-  if (ndim > 1) p->shape[1] = d1;
-  p->numel = ndim > 1 ? d0 * d1 : d0;
-  p->data = m->params + off;
-  p->grad = m->grads + off;
-}
-
 int nc_model_rope_ensure(nc_model *m, int64_t n_pos) {
   if (n_pos <= m->rope_len) return NC_OK;
   if (n_pos > 10LL * m->cfg.sequence_len) return NC_EINVAL;
@@ -88,7 +71,7 @@ int nc_model_create(const nc_model_config *cfg, nc_model **out, char *msg, size_
   if (posix_memalign((void **)&m->params, 64, total * sizeof(float)) != 0) m->params = NULL;
   if (posix_memalign((void **)&m->grads, 64, total * sizeof(float)) != 0) m->grads = NULL;
   m->plist = calloc((size_t)m->lay.n_tensors, sizeof(nc_param));
-  m->names = malloc((size_t)m->lay.n_tensors * 64);
+  m->names = malloc((size_t)m->lay.n_tensors * NC_TENSOR_NAME_MAX);
   if (!m->params || !m->grads || !m->plist || !m->names) {
     nc_model_free(m);
     return NC_ENOMEM;
@@ -100,38 +83,27 @@ int nc_model_create(const nc_model_config *cfg, nc_model **out, char *msg, size_
     return NC_ENOMEM;
   }
   /* named views in state-dict order */
-  const nc_model_layout *ly = &m->lay;
-  const int64_t C = m->C, KV = m->KV, Vp = m->Vp, L = m->L;
-  char *np = m->names, buf[64];
-  add_param(m, &np, "resid_lambdas", NC_PK_RESID_LAMBDAS, ly->resid_lambdas, 1, L, 0);
-  add_param(m, &np, "x0_lambdas", NC_PK_X0_LAMBDAS, ly->x0_lambdas, 1, L, 0);
-  add_param(m, &np, "smear_lambda", NC_PK_GATE_SCALAR, ly->smear_lambda, 1, 1, 0);
-  add_param(m, &np, "backout_lambda", NC_PK_GATE_SCALAR, ly->backout_lambda, 1, 1, 0);
-  add_param(m, &np, "transformer.wte.weight", NC_PK_WTE, ly->wte, 2, Vp, C);
-  for (int i = 0; i < L; i++) {
-    const nc_layer_layout *l = &ly->layer[i];
-#define P_(suffix, off, d0, d1)                                                \
-  do {                                                                         \
-    snprintf(buf, sizeof buf, "transformer.h.%d.%s", i, suffix);               \
-    add_param(m, &np, buf, NC_PK_MATRIX, off, 2, d0, d1);                      \
-  } while (0)
-    P_("attn.c_q.weight", l->c_q, C, C);
-    P_("attn.c_k.weight", l->c_k, KV, C);
-    P_("attn.c_v.weight", l->c_v, KV, C);
-    P_("attn.c_proj.weight", l->c_proj, C, C);
-    if (l->ve_gate >= 0) P_("attn.ve_gate.weight", l->ve_gate, m->Hkv, NC_CFG_VE_GATE_CHANNELS);
-    P_("mlp.c_fc.weight", l->c_fc, 4 * C, C);
-    P_("mlp.c_proj.weight", l->mlp_c_proj, C, 4 * C);
-#undef P_
+  nc_layout_tensor *lt = malloc((size_t)m->lay.n_tensors * sizeof *lt);
+  if (!lt) {
+    nc_model_free(m);
+    return NC_ENOMEM;
   }
-  add_param(m, &np, "lm_head.weight", NC_PK_LM_HEAD, ly->lm_head, 2, Vp, C);
-  add_param(m, &np, "smear_gate.weight", NC_PK_GATE_SCALAR, ly->smear_gate, 2, 1,
-            NC_CFG_SMEAR_CHANNELS);
-  for (int i = 0; i < L; i++) {
-    if (ly->layer[i].value_embed < 0) continue;
-    snprintf(buf, sizeof buf, "value_embeds.%d.weight", i);
-    add_param(m, &np, buf, NC_PK_VALUE_EMBED, ly->layer[i].value_embed, 2, Vp, KV);
+  m->n_params = nc_model_layout_tensors(cfg, lt, m->lay.n_tensors);
+  for (int i = 0; i < m->n_params; i++) {
+    nc_param *p = &m->plist[i];
+    char *name = m->names + (size_t)i * NC_TENSOR_NAME_MAX;
+    memcpy(name, lt[i].name, NC_TENSOR_NAME_MAX);
+    p->name = name;
+    p->kind = lt[i].kind;
+    p->ndim = lt[i].ndim;
+    memset(p->shape, 0, sizeof p->shape);
+    p->shape[0] = lt[i].shape[0];
+    p->shape[1] = lt[i].shape[1];
+    p->numel = lt[i].numel;
+    p->data = m->params + lt[i].offset;
+    p->grad = m->grads + lt[i].offset;
   }
+  free(lt);
   *out = m;
   return NC_OK;
 }

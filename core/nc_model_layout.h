@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "nc_model_config.h"
+#include "nc_tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,6 +51,26 @@ typedef struct nc_model_layout {
 /* Fills *out for a config that passed nc_model_config_validate. Returns NC_OK or NC_EINVAL
  * (invalid config). Pure arithmetic, no allocation. */
 int nc_model_layout_compute(const nc_model_config *cfg, nc_model_layout *out);
+
+/* Longest tensor name the model produces, including the NUL. */
+#define NC_TENSOR_NAME_MAX 64
+
+/* One named tensor of the layout (what an nc_param views, without the memory). */
+typedef struct nc_layout_tensor {
+  char name[NC_TENSOR_NAME_MAX]; /* nanochat state-dict key                 */
+  nc_param_kind kind;
+  int ndim;                      /* 1 or 2                                  */
+  int64_t shape[2];              /* PyTorch layout; shape[1] = 0 when 1-D   */
+  int64_t numel;
+  int64_t offset;                /* element offset in the flat buffer       */
+} nc_layout_tensor;
+
+/* Lists the named tensors of `cfg` in the layout order above (= nc_model_params order), with
+ * the kinds nc_model_params documents. `out` must hold `max` entries; at most
+ * NC_CFG_MAX_LAYER * 8 + 8 are ever needed (lay.n_tensors exactly). Pure: no allocation,
+ * so a checkpoint loader can check a file's tensor set before allocating a model.
+ * Returns the number of tensors, or NC_EINVAL (invalid config, NULL out, or max too small). */
+int nc_model_layout_tensors(const nc_model_config *cfg, nc_layout_tensor *out, int max);
 
 #ifdef __cplusplus
 }

@@ -51,16 +51,31 @@ def read_safetensors(path):
     return out, meta
 
 
-def write_safetensors(path, tensors, metadata=None):
-    """Writes float32/int32/int64 numpy arrays (dict name -> array) in safetensors format."""
+def f32_to_bf16_bits(a):
+    """Rounds float32 values to bfloat16 (nearest even, like torch .to(bfloat16)); uint16 bits."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+
+def bf16_round(a):
+    """float32 -> bfloat16 -> float32."""
+    return (f32_to_bf16_bits(a).astype(np.uint32) << 16).view(np.float32)
+
+
+def write_safetensors(path, tensors, metadata=None, bf16=()):
+    """Writes numpy arrays (dict name -> array) in safetensors format; names in `bf16` are
+    float32 arrays stored as BF16 (rounded to nearest even)."""
     inv = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.int64): "I64",
            np.dtype(np.float64): "F64", np.dtype(np.uint8): "U8"}
     header, blobs, off = {}, [], 0
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name])
-        raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": inv[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [off, off + len(raw)]}
+        if name in bf16:
+            raw, dt = f32_to_bf16_bits(a).astype("<u2").tobytes(), "BF16"
+        else:
+            raw, dt = a.astype(a.dtype.newbyteorder("<")).tobytes(), inv[a.dtype]
+        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
         off += len(raw)
     if metadata:
@@ -346,6 +361,11 @@ def adamw_step(p, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wd):
     p.add_(exp_avg / denom, alpha=-(lr / bias1))
 
 
+# Tests may set this to a list: muon_step then appends, per call, where the cautious
+# weight-decay mask is numerically ambiguous (|X| tiny, so its sign is rounding noise).
+MUON_TRACE = None
+
+
 def muon_step(stacked_grads, stacked_params, momentum_buffer, second_momentum_buffer, momentum, lr,
               wd, beta2, ns_steps, red_dim):
     momentum_buffer.lerp_(stacked_grads, 1 - momentum)
@@ -371,6 +391,9 @@ def muon_step(stacked_grads, stacked_params, momentum_buffer, second_momentum_bu
     v_norm_new = scaled_sq_sum.sum(dim=(-2, -1), keepdim=True).sqrt()
     g = g * (step_size * (v_norm / v_norm_new.clamp_min(1e-10))).to(g.dtype)
     mask = (g * stacked_params) >= 0
+    if MUON_TRACE is not None:
+        amb = g.abs() <= 1e-4 * g.abs().amax(dim=(-2, -1), keepdim=True)
+        MUON_TRACE.append(dict(ambiguous=amb.clone(), decay=(lr * wd * stacked_params).abs()))
     stacked_params.sub_(lr * g + lr * wd * stacked_params * mask)
 
 

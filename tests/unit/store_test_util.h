@@ -12,42 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "fs_test_util.h"
+
 extern "C" {
 #include "nc_err.h"
 #include "nc_store.h"
 }
 
 namespace nctest {
-
-inline void rm_rf(const std::string &path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path.c_str());
-    if (d) {
-      while (struct dirent *e = readdir(d)) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        rm_rf(path + "/" + e->d_name);
-      }
-      closedir(d);
-    }
-    rmdir(path.c_str());
-  } else {
-    unlink(path.c_str());
-  }
-}
-
-// A fresh directory removed at scope exit.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/nc_test_XXXXXX";
-    char *p = mkdtemp(tmpl);
-    path = p ? p : "";
-  }
-  ~TempDir() { rm_rf(path); }
-  std::string sub(const char *name) const { return path + "/" + name; }
-};
 
 inline std::vector<uint8_t> read_file(const std::string &p) {
   std::vector<uint8_t> out;

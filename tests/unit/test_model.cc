@@ -78,9 +78,10 @@ void compare_with_reference(const Case &k, int threads) {
   int64_t ng;
   const float *g = nc_model_grad_buffer(mp.m, &ng);
   for (const auto &sp : nct::spans(k.cfg)) {
-    // floor 1e-3: with L=2 the backout gradient is ~1e-7 (backout at the last layer is
-    // rescaled away by the final RMSNorm), below fp32 noise; this masks only errors < 4e-7
-    double e = nct::rel_err(g + sp.off, gref.data() + sp.off, sp.n, 2e-3);
+    // floor 3e-3: with L=2 the backout gradient is ~1e-7 (backout at the last layer is
+    // rescaled away by the final RMSNorm), i.e. fp32 noise (3.1e-7 seen with gcc 12 on Zen 5);
+    // this masks only absolute errors < 6e-7, far below any real gradient (>= 1e-3 here)
+    double e = nct::rel_err(g + sp.off, gref.data() + sp.off, sp.n, 3e-3);
     EXPECT_LT(e, 2e-4) << k.name << " threads=" << threads << " grad " << sp.name;
   }
   // evaluation forward: logits, per-token losses, mean loss
