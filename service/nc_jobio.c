@@ -202,6 +202,14 @@ int nc_jobio_frame_decode(const uint8_t *buf, size_t len, size_t *consumed,
     snprintf(err, errlen, "frame of %u bytes is not a JobEvent", n);
     return NC_EINVAL;
   }
+  /* Job programs pack with protobuf-c, which always writes the canonical encoding; anything
+   * else (unknown fields, overlong varints, repeated scalars) is a protocol error, so every
+   * stored event re-encodes to exactly the bytes that were checked. */
+  if (protobuf_c_message_get_packed_size(&e->base) != n || e->base.n_unknown_fields) {
+    snprintf(err, errlen, "frame of %u bytes is not canonically encoded (unknown fields?)", n);
+    protobuf_c_message_free_unpacked(&e->base, NULL);
+    return NC_EINVAL;
+  }
   int rc = nc_jobio_event_check(e, err, errlen);
   if (rc) {
     protobuf_c_message_free_unpacked(&e->base, NULL);

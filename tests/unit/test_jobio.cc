@@ -126,6 +126,31 @@ TEST(JobioFrames, RoundTripAndStripsManagerFields) {
   nc_store_free_msg(ev);
 }
 
+TEST(JobioFrames, NonCanonicalEncodingsAreProtocolErrors) {
+  Ev e(NANOCHAT__V1__EVENT_KIND__EVENT_LOG, "hello");
+  auto good = encode(&e.e);
+  size_t used = 0;
+  Nanochat__V1__JobEvent *ev = nullptr;
+  ASSERT_EQ(decode(good, &used, &ev), NC_OK);
+  nc_store_free_msg(ev);
+  struct Case { const char *name; std::vector<uint8_t> extra; } cases[] = {
+      {"unknown field 15", {0x78, 0x01}},
+      {"field number 0 with an overlong tag", {0x85, 0x00, 0, 0, 0, 0}},
+      {"kind repeated", {0x20, 0x06}},
+  };
+  for (auto &cs : cases) {
+    std::vector<uint8_t> f(good.begin() + 4, good.end());
+    f.insert(f.end(), cs.extra.begin(), cs.extra.end());
+    uint32_t n = (uint32_t)f.size();
+    std::vector<uint8_t> frame = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
+    frame.insert(frame.end(), f.begin(), f.end());
+    std::string err;
+    ev = nullptr;
+    EXPECT_EQ(decode(frame, &used, &ev, &err), NC_EINVAL) << cs.name;
+    EXPECT_EQ(ev, nullptr) << cs.name;
+  }
+}
+
 TEST(JobioFrames, PartialFramesNeedMoreBytes) {
   Ev e(NANOCHAT__V1__EVENT_KIND__EVENT_LOG, "hello");
   auto f = encode(&e.e);
