@@ -47,6 +47,23 @@ static void stream_free(void *p) {
   free(s);
 }
 
+
+/* The SNAPSHOT event of job j (borrows j). */
+static void snapshot_event(Nanochat__V1__JobEvent *ev, Nanochat__V1__JobInfo *j) {
+  Nanochat__V1__JobEvent init = NANOCHAT__V1__JOB_EVENT__INIT;
+  *ev = init;
+  ev->job_id = j->job_id;
+  ev->has_seq = true;
+  ev->seq = j->last_seq;
+  ev->has_time_ms = true;
+  ev->time_ms = nc_now_unix_ms();
+  ev->has_kind = true;
+  ev->kind = NANOCHAT__V1__EVENT_KIND__EVENT_SNAPSHOT;
+  ev->job = j;
+  ev->has_state = j->has_state;
+  ev->state = j->state;
+}
+
 /* Ends the stream: unsubscribes (never from a notification callback: we run on a CQ thread
  * or the handler's thread) and finishes. */
 static void stream_end(nc_call *c, status_stream *s, int err, const char *msg) {
@@ -92,17 +109,8 @@ static void pump(nc_call *c, void *arg) {
       return;
     }
     Nanochat__V1__JobInfo *j = s->jobs_list[s->next_job++];
-    Nanochat__V1__JobEvent ev = NANOCHAT__V1__JOB_EVENT__INIT;
-    ev.job_id = j->job_id;
-    ev.has_seq = true;
-    ev.seq = j->last_seq;
-    ev.has_time_ms = true;
-    ev.time_ms = nc_now_unix_ms();
-    ev.has_kind = true;
-    ev.kind = NANOCHAT__V1__EVENT_KIND__EVENT_SNAPSHOT;
-    ev.job = j;
-    ev.has_state = j->has_state;
-    ev.state = j->state;
+    Nanochat__V1__JobEvent ev;
+    snapshot_event(&ev, j);
     s->sending = true;
     pthread_mutex_unlock(&s->mu);
     int rc = nc_call_send(c, &ev.base, sent, s);
@@ -190,17 +198,8 @@ int nc_h_train_status(nc_call *c, const ProtobufCMessage *req) {
       s->ended = true;
       s->end_seq = j->last_seq;
     }
-    Nanochat__V1__JobEvent ev = NANOCHAT__V1__JOB_EVENT__INIT;
-    ev.job_id = j->job_id;
-    ev.has_seq = true;
-    ev.seq = j->last_seq;
-    ev.has_time_ms = true;
-    ev.time_ms = nc_now_unix_ms();
-    ev.has_kind = true;
-    ev.kind = NANOCHAT__V1__EVENT_KIND__EVENT_SNAPSHOT;
-    ev.job = j;
-    ev.has_state = j->has_state;
-    ev.state = j->state;
+    Nanochat__V1__JobEvent ev;
+    snapshot_event(&ev, j);
     pthread_mutex_lock(&s->mu);
     s->sending = true;
     pthread_mutex_unlock(&s->mu);

@@ -774,6 +774,19 @@ void nc_session_page_free(nc_session_page *p) {
   p->n = 0;
 }
 
+/* A read transaction with a cursor on database `db` (close both: mdb_cursor_close,
+ * mdb_txn_abort). */
+static int st_read_cursor(nc_store *s, int db, const char *what, MDB_txn **t, MDB_cursor **c) {
+  int err = st_rbegin(s, t);
+  if (err) return err;
+  int rc = mdb_cursor_open(*t, s->dbi[db], c);
+  if (rc) {
+    mdb_txn_abort(*t);
+    return st_mdb(s, rc, what);
+  }
+  return NC_OK;
+}
+
 int nc_store_session_list(nc_store *s, uint32_t page_size, const char *page_token,
                           nc_session_page *out) {
   memset(out, 0, sizeof *out);
@@ -795,14 +808,10 @@ int nc_store_session_list(nc_store *s, uint32_t page_size, const char *page_toke
       return st_fail(NC_EINVAL, "page_token: malformed");
   }
   MDB_txn *t;
-  int err = st_rbegin(s, &t);
-  if (err) return err;
   MDB_cursor *c;
-  int rc = mdb_cursor_open(t, s->dbi[ST_DB_SESS_TIME], &c);
-  if (rc) {
-    mdb_txn_abort(t);
-    return st_mdb(s, rc, "session list");
-  }
+  int err = st_read_cursor(s, ST_DB_SESS_TIME, "session list", &t, &c);
+  if (err) return err;
+  int rc;
   MDB_val k, v;
   if (toklen) {
     k.mv_size = toklen;
@@ -963,14 +972,10 @@ int nc_store_ckpt_list(nc_store *s, Nanochat__V1__Phase phase, const char *tag,
     }
   }
   MDB_txn *t;
-  int err = st_rbegin(s, &t);
-  if (err) return err;
   MDB_cursor *c;
-  int rc = mdb_cursor_open(t, s->dbi[ST_DB_CKPT], &c);
-  if (rc) {
-    mdb_txn_abort(t);
-    return st_mdb(s, rc, "checkpoint list");
-  }
+  int err = st_read_cursor(s, ST_DB_CKPT, "checkpoint list", &t, &c);
+  if (err) return err;
+  int rc;
   MDB_val k = {pl, prefix}, v;
   rc = pl ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
   size_t cap = 0;
