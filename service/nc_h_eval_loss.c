@@ -99,10 +99,17 @@ static int run(nc_call *c, nc_app *app, nc_served *b, const Nanochat__V1__EvalLo
   if (!rc) rc = nc_loader_create(lc, nc_corpus_doc_source(&cs), &ld);
   nc_bpb_acc acc;
   memset(&acc, 0, sizeof acc);
-  if (!rc) rc = nc_eval_bpb(nc_served_model(b), ld, B, T, r->steps, tb, &acc, call_cancelled, c);
+  bool locked = false;
+  if (!rc) rc = nc_served_eval_trylock(b);
+  if (!rc) {
+    locked = true;
+    rc = nc_eval_bpb(nc_served_model(b), ld, B, T, r->steps, tb, &acc, call_cancelled, c);
+  }
+  if (locked) nc_served_eval_unlock(b); /* before replying: the client's next call may follow at once */
   nc_loader_free(ld);
   nc_corpus_close(corpus);
   free(tb);
+  if (rc == NC_EBUSY) return nc_call_finish(c, rc, "an evaluation is already running on this model");
   if (rc == NC_ENOTFOUND)
     return nc_call_finish(c, NC_ESTATE, "dataset: the %s split has fewer than %d tokens (one batch)", split, B * T + 1);
   if (rc) return nc_call_finish(c, rc, "evaluation failed: %s", nc_strerror(rc));
@@ -127,13 +134,7 @@ int nc_h_eval_loss(nc_call *c, const ProtobufCMessage *req) {
   nc_app *app = nc_call_app(c);
   nc_served *b = app->serving ? nc_serving_acquire(app->serving) : NULL;
   if (!b) return nc_call_finish(c, NC_ESTATE, "no model loaded");
-  int rc;
-  if (nc_served_eval_trylock(b) != NC_OK) {
-    rc = nc_call_finish(c, NC_EBUSY, "an evaluation is already running on this model");
-  } else {
-    rc = run(c, app, b, (const void *)req);
-    nc_served_eval_unlock(b);
-  }
+  int rc = run(c, app, b, (const void *)req);
   nc_served_release(b);
   return rc;
 }

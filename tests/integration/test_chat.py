@@ -117,7 +117,8 @@ class Chat(unittest.TestCase):
         ids = [self.chat.Complete(M.chat_req("hi %d" % i, max_tokens=2), timeout=60).session_id for i in range(3)]
         listed = history(self.srv, page_size=1000).sessions
         self.assertEqual(len(listed), before + 3)
-        self.assertEqual([x.id for x in listed[:3]], ids[::-1])     # newest first
+        self.assertEqual({x.id for x in listed[:3]}, set(ids))      # newest first (ties within a ms: by id)
+        self.assertEqual([x.updated_ms for x in listed], sorted((x.updated_ms for x in listed), reverse=True))
         seen, token = [], ""
         while True:
             page = history(self.srv, page_size=1, page_token=token)
