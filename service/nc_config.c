@@ -56,6 +56,7 @@ static const opt opts[] = {
     {"slots", "NANOCHAT_SLOTS", T_INT, OFF(slots), 1, 64, true},
     {"engine-queue", "NANOCHAT_ENGINE_QUEUE", T_INT, OFF(engine_queue), 0, 4096, true},
     {"engine-threads", "NANOCHAT_ENGINE_THREADS", T_INT, OFF(engine_threads), 0, 256, true},
+    {"stream-flush-ms", "NANOCHAT_STREAM_FLUSH_MS", T_INT, OFF(stream_flush_ms), 0, 1000, true},
     {"engine-weights", "NANOCHAT_ENGINE_WEIGHTS", T_WEIGHTS, OFF(engine_weights), 0, 0, true},
     {"config", "NANOCHAT_CONFIG", T_STR, OFF(config_file), 0, 0, false},
 };
@@ -168,6 +169,7 @@ void nc_config_defaults(nc_config *c, const char *const *env) {
   c->tools_max_timeout_ms = 60000;
   c->slots = 8;
   c->engine_queue = 64;
+  c->stream_flush_ms = 50;
   snprintf(c->engine_weights, sizeof c->engine_weights, "auto");
   c->action = NC_CONFIG_RUN;
 }
@@ -405,6 +407,7 @@ const char *nc_config_usage(void) {
          "                 [--tools-max-memory-mb N] [--tools-max-timeout-ms MS] [--tokenizer FILE]\n"
          "                 [--model latest|PHASE[/TAG[/STEP]]] [--slots N] [--engine-queue N]\n"
          "                 [--engine-threads N] [--engine-weights auto|bf16|bf16-dot|f32]\n"
+         "                 [--stream-flush-ms MS]\n"
          "                 [--config FILE]\n"
          "                 [--help] [--version]\n"
          "\n"

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@ struct nc_gen {
   uint64_t req_id;
   bool submitted, engine_done, sending, dead, oom, finalizing;
   int rr;                         /* SAMPLE streams: next sample to look at */
+  int64_t flush_us;               /* streams: at most one message per flush_us (--stream-flush-ms) */
+  int64_t last_send_us;           /* when the last stream message started (0: none yet) */
   nc_gen_finalize_fn finalize;
   bool finalize_blocks;
   void *user;
@@ -102,6 +105,20 @@ static int out_add_id(nc_gen_out *o, int32_t id, int forced) {
   return NC_OK;
 }
 
+static int64_t mono_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* A stream message may go out now: the first one at once (time to first token), later ones
+ * once flush_us passed since the previous one, everything once the engine is done. Pending
+ * deltas are never stranded: every token is followed by another engine event (a token or the
+ * request's DONE), which calls advance again. Under g->mu. */
+static bool flush_due(const nc_gen *g, int64_t now) {
+  return g->engine_done || !g->last_send_us || now - g->last_send_us >= g->flush_us;
+}
+
 /* ---- lifetime ----------------------------------------------------------------------------- */
 
 static void gen_free(void *p) {
@@ -140,6 +157,7 @@ int nc_gen_create(nc_call *call, nc_served *bundle, nc_gen_kind kind, bool strea
   g->finalize = finalize;
   g->finalize_blocks = finalize_blocks;
   g->sp = *nc_served_specials(bundle);
+  g->flush_us = (int64_t)nc_call_app(call)->cfg->stream_flush_ms * 1000;
   nc_call_set_data(call, g, gen_free);
   *out = g;
   return NC_OK;
@@ -308,8 +326,14 @@ static void advance(nc_gen *g) {
       return;
     }
     outmsg m;
+    int64_t now = mono_us();
+    if (g->stream && !g->dead && !flush_due(g, now)) {
+      pthread_mutex_unlock(&g->mu); /* the next engine event comes back here */
+      return;
+    }
     if (g->stream && !g->dead && build_next(g, &m)) {
       g->sending = true;
+      g->last_send_us = now;
       pthread_mutex_unlock(&g->mu);
       const ProtobufCMessage *pm = g->kind == NC_GENK_CHAT ? &m.chat.base : &m.sample.base;
       int rc = nc_call_send(g->call, pm, on_sent, g);
@@ -380,7 +404,7 @@ static int on_event(void *user, const nc_gen_event *ev) {
   if (rc) g->oom = true;
   if (ev->kind == NC_GEN_DONE && ev->last) g->engine_done = true;
   int cancel = g->dead || g->oom;
-  bool wake = g->stream || g->engine_done;
+  bool wake = (g->stream && !g->sending && flush_due(g, mono_us())) || g->engine_done;
   nc_call *c = g->call;
   if (wake) nc_call_ref(c); /* keeps c and g alive past the unlock (finalize may run) */
   pthread_mutex_unlock(&g->mu);
