@@ -109,6 +109,16 @@ static int wait_for_stop_signal(void) {
   }
 }
 
+/* Frees what startup built so far; returns exit code 1. */
+static int startup_failed(nc_serving *serving, nc_jobs *jobs, nc_store *store, nc_sandbox *sandbox) {
+  nc_serving_free(serving);
+  nc_jobs_shutdown(jobs);
+  nc_jobs_free(jobs);
+  nc_store_close(store);
+  nc_sandbox_free(sandbox);
+  return 1;
+}
+
 int main(int argc, char **argv) {
   if (install_signals() != 0) {
     fprintf(stderr, "nanochatd: cannot install signal handlers: %s\n", strerror(errno));
@@ -258,14 +268,7 @@ int main(int argc, char **argv) {
     } else if (rc != NC_OK) {
       fprintf(stderr, "nanochatd: %s\n", err);
     }
-    if (rc != NC_OK) {
-      nc_serving_free(serving);
-      nc_jobs_shutdown(jobs);
-      nc_jobs_free(jobs);
-      nc_store_close(store);
-      nc_sandbox_free(sandbox);
-      return 1;
-    }
+    if (rc != NC_OK) return startup_failed(serving, jobs, store, sandbox);
   }
 
   /* server */
@@ -292,12 +295,7 @@ int main(int argc, char **argv) {
   rc = nc_server_create(&opts, &srv, err, sizeof err);
   if (rc != NC_OK) {
     fprintf(stderr, "nanochatd: %s\n", err);
-    nc_serving_free(serving);
-    nc_jobs_shutdown(jobs);
-    nc_jobs_free(jobs);
-    nc_store_close(store);
-    nc_sandbox_free(sandbox);
-    return 1;
+    return startup_failed(serving, jobs, store, sandbox);
   }
   app.server = srv;
   nc_health_attach(health, srv);

@@ -174,7 +174,6 @@ nc_served *nc_gen_bundle(const nc_gen *g) { return g->bundle; }
 int nc_gen_n_samples(const nc_gen *g) { return g->n_samples; }
 const nc_gen_out *nc_gen_result(const nc_gen *g, int sample) { return &g->out[sample]; }
 int nc_gen_prompt_tokens(const nc_gen *g) { return g->prompt_tokens; }
-bool nc_gen_dead(const nc_gen *g) { return g->dead; }
 
 int nc_gen_prefix(nc_gen *g, const char *text, size_t len) {
   if (!len) return NC_OK;
@@ -196,7 +195,10 @@ int nc_gen_finish_reason(nc_finish f) {
   }
 }
 
-int nc_gen_outcome(const nc_gen *g, char *msg, size_t msglen) {
+/* How the call ends when generation did not end normally: NC_ECANCELED (client cancel,
+ * deadline, failed send, or a sample cancelled), NC_ENOMEM, NC_EINTERNAL (a sample's error, e.g.
+ * non-finite logits), with the reason in msg; NC_OK when every sample ended STOP or LENGTH. */
+static int outcome(const nc_gen *g, char *msg, size_t msglen) {
   if (g->dead) {
     snprintf(msg, msglen, "cancelled");
     return NC_ECANCELED;
@@ -261,7 +263,10 @@ static void pump(nc_call *c, void *arg) {
 static void run_finalize(void *arg) {
   nc_gen *g = arg;
   nc_call *c = g->call;
-  g->finalize(g);
+  char msg[256];
+  int rc = outcome(g, msg, sizeof msg);
+  if (rc) nc_call_finish(c, rc, "%s", msg);
+  else g->finalize(g);
   nc_call_unref(c); /* nc_gen's reference; may free g */
 }
 

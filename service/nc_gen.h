@@ -11,11 +11,14 @@
  *   pending of one sample (all of it, coalesced: however slow the client, there is at most
  *   one pending delta per sample and tool-state change, bounded by max_tokens) and sends it.
  *   When the engine delivered the request's last DONE and nothing is pending or in flight,
- *   the handler's `finalize` runs once — on the serving thread when `finalize_blocks` is set
- *   and the call is alive (e.g. an LMDB session append), else inline — and must finish the
- *   call (nc_call_reply / nc_call_finish). nc_gen releases its call reference after it.
+ *   the call ends once: if every sample ended STOP or LENGTH the handler's `finalize` runs — on
+ *   the serving thread when `finalize_blocks` is set (e.g. an LMDB session append), else inline
+ *   — and must finish the call (nc_call_reply / nc_call_finish); otherwise nc_gen finishes it
+ *   itself: CANCELLED (client cancel, deadline, failed send), INTERNAL "generation failed: ..."
+ *   (e.g. non-finite logits), RESOURCE_EXHAUSTED (out of memory). nc_gen releases its call
+ *   reference after that.
  *   client cancel, deadline or a failed send: nc_engine_cancel, so the slot is free within one
- *   decode step; finalize then sees nc_gen_dead() and finishes with CANCELLED.
+ *   decode step.
  *
  * Lifetime: the state is the call's data (freed when the call is destroyed, after every
  *   callback); the gen holds a call reference from submit until finalize finished the call,
@@ -99,12 +102,6 @@ nc_served *nc_gen_bundle(const nc_gen *g);
 int nc_gen_n_samples(const nc_gen *g);
 const nc_gen_out *nc_gen_result(const nc_gen *g, int sample);
 int nc_gen_prompt_tokens(const nc_gen *g);
-/* True when the client cancelled, the deadline passed or a send failed. */
-bool nc_gen_dead(const nc_gen *g);
-/* The NC_E* code finalize should finish with when generation did not end normally
- * (dead: NC_ECANCELED; a sample's error: NC_EINTERNAL; a cancelled sample: NC_ECANCELED),
- * with the reason in msg; NC_OK when every sample ended STOP or LENGTH. */
-int nc_gen_outcome(const nc_gen *g, char *msg, size_t msglen);
 
 /* proto FinishReason of an engine finish. */
 int nc_gen_finish_reason(nc_finish f);

@@ -80,17 +80,11 @@ static void chat_finalize(nc_gen *g) {
   chat_ctx *x = nc_gen_user(g);
   nc_call *c = nc_gen_call(g);
   nc_served *b = nc_gen_bundle(g);
-  char msg[256];
-  int rc = nc_gen_outcome(g, msg, sizeof msg);
-  if (rc) {
-    nc_call_finish(c, rc, "%s", msg);
-    return;
-  }
   const nc_gen_out *o = nc_gen_result(g, 0);
   const char *content = o->text.p ? o->text.p : "";
   Nanochat__V1__ContentPart **parts = NULL;
   size_t n_parts = 0;
-  rc = nc_chatreq_reply_parts(nc_served_tokenizer(b), nc_served_specials(b), o->ids.v, o->ids.n, &parts, &n_parts);
+  int rc = nc_chatreq_reply_parts(nc_served_tokenizer(b), nc_served_specials(b), o->ids.v, o->ids.n, &parts, &n_parts);
   if (rc) {
     nc_call_finish(c, rc, "decoding the reply failed");
     return;

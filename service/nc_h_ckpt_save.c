@@ -79,16 +79,8 @@ static int save(nc_call *c, nc_app *app, nc_served *b, const Nanochat__V1__Check
   nc_model_info mi;
   memset(&mi, 0, sizeof mi);
   nc_served_info(b, &mi);
-  Nanochat__V1__ModelConfig cfg = NANOCHAT__V1__MODEL_CONFIG__INIT;
-  cfg.has_sequence_len = cfg.has_vocab_size = cfg.has_n_layer = true;
-  cfg.has_n_head = cfg.has_n_kv_head = cfg.has_n_embd = true;
-  cfg.sequence_len = mi.sequence_len;
-  cfg.vocab_size = mi.vocab_size;
-  cfg.n_layer = mi.n_layer;
-  cfg.n_head = mi.n_head;
-  cfg.n_kv_head = mi.n_kv_head;
-  cfg.n_embd = mi.n_embd;
-  cfg.window_pattern = mi.window_pattern;
+  Nanochat__V1__ModelConfig cfg;
+  nc_model_info_config(&mi, &cfg);
   Nanochat__V1__CheckpointInfo ci = NANOCHAT__V1__CHECKPOINT_INFO__INIT;
   ci.has_phase = ci.has_step = ci.has_created_ms = ci.has_val_bpb = ci.has_status = true;
   ci.phase = (Nanochat__V1__Phase)phase;

@@ -32,15 +32,7 @@ static int reply_status(nc_call *c) {
     st.has_step = true;
     st.step = mi.step;
     st.device = mi.device;
-    cfg.has_sequence_len = cfg.has_vocab_size = cfg.has_n_layer = true;
-    cfg.has_n_head = cfg.has_n_kv_head = cfg.has_n_embd = true;
-    cfg.sequence_len = mi.sequence_len;
-    cfg.vocab_size = mi.vocab_size;
-    cfg.n_layer = mi.n_layer;
-    cfg.n_head = mi.n_head;
-    cfg.n_kv_head = mi.n_kv_head;
-    cfg.n_embd = mi.n_embd;
-    cfg.window_pattern = mi.window_pattern;
+    nc_model_info_config(&mi, &cfg);
     st.config = &cfg;
     st.has_parameters = st.has_memory_bytes = st.has_loaded_ms = true;
     st.parameters = mi.parameters;
@@ -86,12 +78,6 @@ int nc_h_model_unload(nc_call *c, const ProtobufCMessage *req) {
 
 static void sample_finalize(nc_gen *g) {
   nc_call *c = nc_gen_call(g);
-  char msg[256];
-  int rc = nc_gen_outcome(g, msg, sizeof msg);
-  if (rc) {
-    nc_call_finish(c, rc, "%s", msg);
-    return;
-  }
   if (*(const bool *)nc_gen_user(g)) { /* streamed: every delta and finish went out */
     nc_call_finish(c, NC_OK, NULL);
     return;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nanochat/v1/common.pb-c.h"
 #include "nc_err.h"
 #include "nc_log.h"
 #include "nc_serving_int.h"
@@ -217,6 +218,19 @@ void nc_served_info(nc_served *b, nc_model_info *mi) {
   mi->slots_in_use = (uint32_t)st.slots_in_use;
   mi->queue_depth = (uint32_t)st.queue_depth;
   mi->loaded_ms = b->id.loaded_ms;
+}
+
+void nc_model_info_config(const nc_model_info *mi, Nanochat__V1__ModelConfig *cfg) {
+  nanochat__v1__model_config__init(cfg);
+  cfg->has_sequence_len = cfg->has_vocab_size = cfg->has_n_layer = true;
+  cfg->has_n_head = cfg->has_n_kv_head = cfg->has_n_embd = true;
+  cfg->sequence_len = mi->sequence_len;
+  cfg->vocab_size = mi->vocab_size;
+  cfg->n_layer = mi->n_layer;
+  cfg->n_head = mi->n_head;
+  cfg->n_kv_head = mi->n_kv_head;
+  cfg->n_embd = mi->n_embd;
+  cfg->window_pattern = (char *)mi->window_pattern;
 }
 
 bool nc_serving_ready(void *arg) {

@@ -142,6 +142,10 @@ void nc_served_eval_unlock(nc_served *b);
 /* Snapshot for Model.Status / Health (out zeroed by the caller). */
 void nc_served_info(nc_served *b, nc_model_info *out);
 
+/* The ModelConfig message of a snapshot (strings point into mi). */
+struct Nanochat__V1__ModelConfig;
+void nc_model_info_config(const nc_model_info *mi, struct Nanochat__V1__ModelConfig *out);
+
 /* nc_app model hooks (arg = the nc_serving). */
 bool nc_serving_ready(void *arg);
 void nc_serving_info(void *arg, nc_model_info *out);
