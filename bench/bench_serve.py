@@ -10,7 +10,7 @@ with one model), all in the same run.
 
 Per depth: a random checkpoint (nanochat's depth rule, head_dim 128, sequence_len 2048, SSSL,
 vocab 32768 from a synthetic byte-level BPE tokenizer written here) under a temp data dir;
-chat prompts of ~64 tokens (one per stream); greedy, tools off, max_tokens = gen.
+chat prompts of ~90 tokens (one per stream); greedy, tools off, max_tokens = gen.
   engine:  bench_serve_engine submits the S requests at once; aggregate = tokens / (first submit
            → last token).
   server:  nanochatd --model sft/dD --slots 16 (engine weights auto, --engine-threads T);
