@@ -297,6 +297,27 @@ class Cancel(unittest.TestCase):
         self.assertLess(len(rest), len(ids))     # coalesced: fewer messages than tokens
 
 
+class Shutdown(unittest.TestCase):
+    def test_sigterm_with_active_streams_cancels_them_and_exits_cleanly(self):
+        srv = M.model_server(args=["--model", "sft/d4", "--grace-ms", "200"],
+                             models=[("sft", "d4", dict(depth=4, seq_len=1024))]).start()
+        try:
+            chat = srv.stub("Chat")
+            calls = [chat.Stream(M.chat_req("Tell me a long story", max_tokens=1000), timeout=300) for _ in range(3)]
+            for c in calls:
+                next(c)                              # generating
+            t0 = time.time()
+            srv.proc.send_signal(15)
+            rc = srv.proc.wait(timeout=60)
+            self.assertEqual(rc, 0, srv.logs()[-3000:])
+            self.assertLess(time.time() - t0, 30)
+            for c in calls:
+                with self.assertRaises(grpc.RpcError):
+                    list(c)
+        finally:
+            srv.close()
+
+
 class NoModel(unittest.TestCase):
     def test_needs_model_until_load_and_after_unload(self):
         srv = M.model_server(token="admin-token-0123456789", user_token="user-token-0123456789")

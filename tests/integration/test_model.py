@@ -183,7 +183,7 @@ class Load(unittest.TestCase):
     def test_unload_while_streaming_lets_the_stream_finish(self):
         M.load(self.srv, "sft", "d4")
         chat = self.srv.stub("Chat")
-        req = M.chat_req("unload me", max_tokens=500, ephemeral=True)
+        req = M.chat_req("story 0", max_tokens=600, ephemeral=True)    # 600 tokens: still running at Unload
         solo = M.stream(chat, req)[1]
         it = chat.Stream(req, timeout=300)
         first = next(it)
@@ -336,6 +336,30 @@ class SaveEval(unittest.TestCase):
                                 (eval_pb2.EvalLossRequest(steps=100000, device_batch_size=512), I, "steps")):
             c, d = M.code_of(lambda: ev.Loss(req, timeout=60, metadata=self.srv.auth()))
             self.assertEqual((c, word in d), (code, True), d)
+
+
+    def test_eval_loss_runs_beside_generation(self):
+        """Eval.Loss uses the served model's own workspace: streams running meanwhile give exactly
+        their solo tokens, and a second evaluation at the same time is RESOURCE_EXHAUSTED."""
+        M.write_corpus(os.path.join(self.srv.data_dir, "corpus"))
+        chat, ev = self.srv.stub("Chat"), self.srv.stub("Eval")
+        md = self.srv.auth()
+        req = lambda i: M.chat_req("while evaluating %d" % i, max_tokens=60, ephemeral=True)
+        solo = [M.stream(chat, req(i), metadata=md)[1] for i in range(4)]
+        result = {}
+
+        def evaluate():
+            result["r"] = ev.Loss(eval_pb2.EvalLossRequest(steps=100, device_batch_size=1), timeout=300, metadata=md)
+        t = threading.Thread(target=evaluate)
+        t.start()
+        time.sleep(0.05)
+        busy = M.code_of(lambda: ev.Loss(eval_pb2.EvalLossRequest(steps=1, device_batch_size=1), timeout=60,
+                                         metadata=md))[0]
+        during = [M.stream(chat, req(i), metadata=md)[1] for i in range(4)]
+        t.join()
+        self.assertEqual(during, solo)
+        self.assertGreater(result["r"].tokens, 0)
+        self.assertIn(busy, (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OK))
 
 
 class Startup(unittest.TestCase):
