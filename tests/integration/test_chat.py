@@ -297,6 +297,39 @@ class Cancel(unittest.TestCase):
         self.assertLess(len(rest), len(ids))     # coalesced: fewer messages than tokens
 
 
+class Admission(unittest.TestCase):
+    def test_full_slots_and_queue_are_resource_exhausted_at_once(self):
+        """faults.md row 13: one slot, a queue of one: the third generation is refused at once,
+        the running and the queued ones are unaffected."""
+        srv = M.model_server(args=["--model", "sft/d4", "--slots", "1", "--engine-queue", "1"],
+                             models=[("sft", "d4", dict(depth=4, seq_len=1024))]).start()
+        try:
+            chat = srv.stub("Chat")
+            req = M.chat_req("Tell me a long story", max_tokens=1000, ephemeral=True)
+            solo = M.stream(chat, M.chat_req("Tell me a long story", max_tokens=200, ephemeral=True))[1]
+            running = chat.Stream(req, timeout=300)
+            first = next(running)
+            queued = chat.Stream(M.chat_req("Tell me a long story", max_tokens=200, ephemeral=True), timeout=300)
+            deadline = time.time() + 10
+            while M.status(srv).queue_depth < 1 and time.time() < deadline:
+                time.sleep(0.005)
+            st = M.status(srv)
+            self.assertEqual((st.slots_total, st.slots_in_use, st.queue_depth), (1, 1, 1))
+            t0 = time.time()
+            c, d = M.code_of(lambda: chat.Complete(req, timeout=60))
+            self.assertEqual(c, grpc.StatusCode.RESOURCE_EXHAUSTED, d)
+            self.assertIn("slots", d)
+            self.assertLess(time.time() - t0, 5)           # refused, not queued
+            rest = list(running)
+            self.assertTrue(rest[-1].HasField("done"))
+            self.assertEqual(len(first.delta.token_ids) + sum(len(e.delta.token_ids) for e in rest[:-1]),
+                             rest[-1].done.usage.completion_tokens)
+            ids = [i for e in queued if e.HasField("delta") for i in e.delta.token_ids]
+            self.assertEqual(ids, solo)                     # the queued one ran afterwards, intact
+        finally:
+            self.assertEqual(srv.close(), 0)
+
+
 class Shutdown(unittest.TestCase):
     def test_sigterm_with_active_streams_cancels_them_and_exits_cleanly(self):
         srv = M.model_server(args=["--model", "sft/d4", "--grace-ms", "200"],
