@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,9 @@ static void drain_all(nc_engine *e) {
 
 static void *scheduler_main(void *arg) {
   nc_engine *e = arg;
+  /* named before the first parallel region: OpenMP's workers inherit the name, so profilers and
+   * bench/bench_serve.py can tell generation CPU from everything else in a server process */
+  pthread_setname_np(pthread_self(), "nc-engine");
   if (e->cfg.threads > 0) omp_set_num_threads(e->cfg.threads);
   for (;;) {
     eng_req *dropped = NULL;

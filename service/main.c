@@ -25,6 +25,7 @@
 #include "nc_log.h"
 #include "nc_sandbox.h"
 #include "nc_server.h"
+#include "nc_serving.h"
 #include "nc_store.h"
 #include "nc_tokref.h"
 
@@ -106,6 +107,16 @@ static int wait_for_stop_signal(void) {
     unsigned char b;
     if (read(sig_pipe[0], &b, 1) == 1 && b != SIGHUP) return b;
   }
+}
+
+/* Frees what startup built so far; returns exit code 1. */
+static int startup_failed(nc_serving *serving, nc_jobs *jobs, nc_store *store, nc_sandbox *sandbox) {
+  nc_serving_free(serving);
+  nc_jobs_shutdown(jobs);
+  nc_jobs_free(jobs);
+  nc_store_close(store);
+  nc_sandbox_free(sandbox);
+  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -235,6 +246,31 @@ int main(int argc, char **argv) {
   }
   nc_log(NC_LOG_INFO, "sandbox: %s", sandbox_level_text);
 
+  /* served model (engine): nothing loaded unless --model names a checkpoint */
+  nc_serving *serving = NULL;
+  {
+    nc_serving_opts vo;
+    memset(&vo, 0, sizeof vo);
+    vo.data_dir = cfg.data_dir;
+    vo.tokenizers = tokenizers;
+    vo.store = store;
+    vo.slots = cfg.slots;
+    vo.queue_limit = cfg.engine_queue;
+    vo.threads = cfg.engine_threads;
+    vo.weights = !strcmp(cfg.engine_weights, "f32")        ? NC_DECODE_F32
+                 : !strcmp(cfg.engine_weights, "bf16")     ? NC_DECODE_BF16
+                 : !strcmp(cfg.engine_weights, "bf16-dot") ? NC_DECODE_BF16_DOT
+                                                           : NC_DECODE_AUTO;
+    rc = nc_serving_create(&vo, &serving, err, sizeof err);
+    if (rc == NC_OK && cfg.model[0]) {
+      rc = nc_serving_load_text(serving, cfg.model, err, sizeof err);
+      if (rc != NC_OK) fprintf(stderr, "nanochatd: --model %s: %s\n", cfg.model, err);
+    } else if (rc != NC_OK) {
+      fprintf(stderr, "nanochatd: %s\n", err);
+    }
+    if (rc != NC_OK) return startup_failed(serving, jobs, store, sandbox);
+  }
+
   /* server */
   static nc_app app;
   app.cfg = &cfg;
@@ -242,6 +278,10 @@ int main(int argc, char **argv) {
   app.jobs = jobs;
   app.sandbox = sandbox;
   app.tokenizers = tokenizers;
+  app.serving = serving;
+  app.model.ready = nc_serving_ready;
+  app.model.info = nc_serving_info;
+  app.model.arg = serving;
   app.sandbox_level = sandbox_level;
   app.job_counts = job_counts;
   app.jobs_arg = jobs;
@@ -255,11 +295,7 @@ int main(int argc, char **argv) {
   rc = nc_server_create(&opts, &srv, err, sizeof err);
   if (rc != NC_OK) {
     fprintf(stderr, "nanochatd: %s\n", err);
-    nc_jobs_shutdown(jobs);
-    nc_jobs_free(jobs);
-    nc_store_close(store);
-    nc_sandbox_free(sandbox);
-    return 1;
+    return startup_failed(serving, jobs, store, sandbox);
   }
   app.server = srv;
   nc_health_attach(health, srv);
@@ -284,6 +320,7 @@ int main(int argc, char **argv) {
     return 3;
   }
   nc_server_free(srv);
+  nc_serving_free(serving);
   nc_jobs_free(jobs);
   nc_store_close(store);
   nc_sandbox_free(sandbox);

@@ -24,6 +24,7 @@ struct nc_store;   /* LMDB store (service/nc_store.h) */
 struct nc_jobs;    /* job manager (service/nc_jobs.h) */
 struct nc_sandbox; /* code sandbox (core/nc_sandbox.h) */
 struct nc_tokholder; /* the server's tokenizer, hot-reloaded (service/nc_tokref.h) */
+struct nc_serving;   /* the served model (service/nc_serving.h) */
 
 /* A snapshot of the served model (copied out, so no lifetime ties to the engine). */
 typedef struct nc_model_info {
@@ -65,6 +66,9 @@ typedef struct nc_app {
   /* Tokenizer.Encode/Decode (immutable, thread-safe); NULL = none loaded (FAILED_PRECONDITION) */
   struct nc_tokholder *tokenizers;  /* never NULL while serving; may hold no tokenizer yet */
   nc_model_hooks model;
+  /* The served model (Model.*, Chat.*, Checkpoint.Save, Eval.Loss); set together with the
+   * `model` hooks (nc_serving_ready / nc_serving_info). */
+  struct nc_serving *serving;
   /* Health.Check sandbox_level: a string that stays valid while the server runs, e.g.
    * "ns+seccomp+rlimits+uid" or "unavailable: <why>". NULL hook: reported as
    * "unavailable: sandbox not built yet". */

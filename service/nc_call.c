@@ -185,6 +185,15 @@ static void start_status(nc_call *c, grpc_status_code code, const char *msg) {
 
 /* ---- responding ------------------------------------------------------------------------------ */
 
+/* The method's concurrency slot goes back when the call is finished, not when it is destroyed
+ * (later: after the status went out), so a client's next call never finds it still taken. */
+static void release_slot_locked(nc_call *c) {
+  if (c->slot_held && c->m) {
+    nc_gate_release(&c->srv->gate, c->m);
+    c->slot_held = false;
+  }
+}
+
 int nc_call_reply(nc_call *c, const ProtobufCMessage *resp) {
   pthread_mutex_lock(&c->mu);
   if (c->finished) {
@@ -197,6 +206,7 @@ int nc_call_reply(nc_call *c, const ProtobufCMessage *resp) {
   }
   c->finished = true;
   c->cancel_fn = NULL;
+  release_slot_locked(c);
   int rc = NC_OK;
   if (!atomic_load(&c->cancelled)) {
     grpc_byte_buffer *buf = NULL;
@@ -312,6 +322,7 @@ static int finish_locked_and_release(nc_call *c, grpc_status_code code, const ch
   }
   c->finished = true;
   c->cancel_fn = NULL;
+  release_slot_locked(c);
   if (atomic_load(&c->cancelled)) {
     c->final_code = code == GRPC_STATUS_OK ? GRPC_STATUS_CANCELLED : code;
   } else if (c->send_busy) {

@@ -17,7 +17,7 @@
 
 #define NC_CONFIG_FILE_MAX (1u << 20)
 
-typedef enum otype { T_STR, T_INT, T_BOOL, T_LEVEL } otype;
+typedef enum otype { T_STR, T_INT, T_BOOL, T_LEVEL, T_WEIGHTS } otype;
 
 typedef struct opt {
   const char *name;   /* flag and file key; NULL for environment-only values */
@@ -52,6 +52,12 @@ static const opt opts[] = {
     {"tools-max-concurrent", "NANOCHAT_TOOLS_MAX_CONCURRENT", T_INT, OFF(tools_max_concurrent), 1, 64, true},
     {"tools-max-memory-mb", "NANOCHAT_TOOLS_MAX_MEMORY_MB", T_INT, OFF(tools_max_memory_mb), 16, 65536, true},
     {"tools-max-timeout-ms", "NANOCHAT_TOOLS_MAX_TIMEOUT_MS", T_INT, OFF(tools_max_timeout_ms), 1, 3600000, true},
+    {"model", "NANOCHAT_MODEL", T_STR, OFF(model), 0, 0, true},
+    {"slots", "NANOCHAT_SLOTS", T_INT, OFF(slots), 1, 64, true},
+    {"engine-queue", "NANOCHAT_ENGINE_QUEUE", T_INT, OFF(engine_queue), 0, 4096, true},
+    {"engine-threads", "NANOCHAT_ENGINE_THREADS", T_INT, OFF(engine_threads), 0, 256, true},
+    {"stream-flush-ms", "NANOCHAT_STREAM_FLUSH_MS", T_INT, OFF(stream_flush_ms), 0, 1000, true},
+    {"engine-weights", "NANOCHAT_ENGINE_WEIGHTS", T_WEIGHTS, OFF(engine_weights), 0, 0, true},
     {"config", "NANOCHAT_CONFIG", T_STR, OFF(config_file), 0, 0, false},
 };
 #undef OFF
@@ -121,6 +127,15 @@ static int set_opt(nc_config *c, const opt *o, const char *v, const char *where,
       memcpy(field, &b, sizeof b);
       return NC_OK;
     }
+    case T_WEIGHTS: {
+      static const char *const w[] = {"auto", "bf16", "bf16-dot", "f32"};
+      for (int i = 0; i < 4; i++)
+        if (strcmp(v, w[i]) == 0) {
+          snprintf(field, 16, "%s", w[i]);
+          return NC_OK;
+        }
+      return errf(err, errlen, "%s: expected auto, bf16, bf16-dot or f32", where);
+    }
     case T_LEVEL: {
       nc_log_level l;
       if (nc_log_parse_level(v, &l))
@@ -152,6 +167,10 @@ void nc_config_defaults(nc_config *c, const char *const *env) {
   c->tools_max_concurrent = 2;
   c->tools_max_memory_mb = 1024;
   c->tools_max_timeout_ms = 60000;
+  c->slots = 8;
+  c->engine_queue = 64;
+  c->stream_flush_ms = 50;
+  snprintf(c->engine_weights, sizeof c->engine_weights, "auto");
   c->action = NC_CONFIG_RUN;
 }
 
@@ -386,6 +405,9 @@ const char *nc_config_usage(void) {
          "                 [--max-streams N] [--enable-test-jobs] [--enable-tools BOOL]\n"
          "                 [--store-map-mb N] [--tools-max-concurrent N]\n"
          "                 [--tools-max-memory-mb N] [--tools-max-timeout-ms MS] [--tokenizer FILE]\n"
+         "                 [--model latest|PHASE[/TAG[/STEP]]] [--slots N] [--engine-queue N]\n"
+         "                 [--engine-threads N] [--engine-weights auto|bf16|bf16-dot|f32]\n"
+         "                 [--stream-flush-ms MS]\n"
          "                 [--config FILE]\n"
          "                 [--help] [--version]\n"
          "\n"
@@ -397,6 +419,8 @@ const char *nc_config_usage(void) {
          "  --user-token-file F  user token: every method except admin ones\n"
          "  --tls-cert/--tls-key PEM files enabling TLS\n"
          "  --grace-ms MS        on SIGTERM/SIGINT: let calls finish this long, then cancel\n"
+         "  --model SPEC         serve a checkpoint from startup (latest, or e.g. sft/d4/500)\n"
+         "  --slots N            generations at once (engine KV slots, default 8)\n"
          "Every flag also has an environment variable NANOCHAT_<FLAG> and a config-file key.\n"
          "Without a token every method is open, so nanochatd then listens on loopback only.\n";
 }

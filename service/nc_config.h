@@ -26,6 +26,12 @@
  * | --tools-max-concurrent N | NANOCHAT_TOOLS_MAX_CONCURRENT | 2               | Tools.Execute runs at once, 1..64 |
  * | --tools-max-memory-mb N  | NANOCHAT_TOOLS_MAX_MEMORY_MB  | 1024            | largest memory_limit_mb a request may ask |
  * | --tools-max-timeout-ms N | NANOCHAT_TOOLS_MAX_TIMEOUT_MS | 60000           | largest timeout a request may ask |
+ * | --model SPEC         | NANOCHAT_MODEL            | none                    | load at startup: latest, or PHASE[/TAG[/STEP]] (nc_serving.h); failure exits 1 |
+ * | --slots N            | NANOCHAT_SLOTS            | 8                       | engine KV slots = generations at once, 1..64 |
+ * | --engine-queue N     | NANOCHAT_ENGINE_QUEUE     | 64                      | generations waiting for a slot; beyond: RESOURCE_EXHAUSTED |
+ * | --engine-threads N   | NANOCHAT_ENGINE_THREADS   | 0                       | OpenMP threads of the engine's scheduler, 0 = OpenMP default (OMP_NUM_THREADS) |
+ * | --stream-flush-ms MS  | NANOCHAT_STREAM_FLUSH_MS  | 50                      | streams: deltas of one call are coalesced into at most one message per MS (0 = every token) |
+ * | --engine-weights W   | NANOCHAT_ENGINE_WEIGHTS   | auto                    | decode precision: auto, bf16, bf16-dot, f32 (reference) |
  * | --config FILE        | NANOCHAT_CONFIG           | none                    | config file (below) |
  * | --help, --version    |                           |                         | print and exit 0 |
  *
@@ -79,6 +85,13 @@ typedef struct nc_config {
   int cq_threads;
   int grace_ms;
   int max_streams;
+  /* serving (nc_serving.h) */
+  char model[NC_CONFIG_STR];             /* --model spec, "" = none */
+  int slots;
+  int engine_queue;
+  int engine_threads;
+  int stream_flush_ms;
+  char engine_weights[16];               /* auto | bf16 | bf16-dot | f32 (checked at load) */
   nc_config_action action;
 } nc_config;
 

@@ -52,11 +52,12 @@ int nc_h_chat_history(nc_call *c, const ProtobufCMessage *req) {
 
 /* ---- Checkpoint.List ---------------------------------------------------------------------------- */
 
+/* nanochat's directory of a phase under <data-dir>/checkpoints (nc_checkpoint.h layout). */
 static const char *phase_dir(int phase) {
   switch (phase) {
-    case NANOCHAT__V1__PHASE__PHASE_BASE: return "base";
-    case NANOCHAT__V1__PHASE__PHASE_SFT: return "sft";
-    case NANOCHAT__V1__PHASE__PHASE_RL: return "rl";
+    case NANOCHAT__V1__PHASE__PHASE_BASE: return "base_checkpoints";
+    case NANOCHAT__V1__PHASE__PHASE_SFT: return "chatsft_checkpoints";
+    case NANOCHAT__V1__PHASE__PHASE_RL: return "chatrl_checkpoints";
     default: return NULL;
   }
 }
@@ -123,7 +124,7 @@ static bool known(Nanochat__V1__CheckpointInfo **items, size_t n, int phase, con
   return false;
 }
 
-/* Adds ORPHAN entries for model files under checkpoints/<phase>/<tag>/ without metadata. */
+/* Adds ORPHAN entries for model files under checkpoints/<phase_dir>/<tag>/ without metadata. */
 static int scan_orphans(int root, int want_phase, const char *want_tag,
                         Nanochat__V1__CheckpointInfo **items, size_t n, ckpt_vec *orphans) {
   for (int phase = 1; phase <= 3; phase++) {

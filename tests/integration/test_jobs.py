@@ -186,7 +186,7 @@ class StoreBacked(unittest.TestCase):
         with Server() as srv:
             r = srv.stub("Checkpoint").List(checkpoint_pb2.CheckpointListRequest(), timeout=10)
             self.assertEqual(len(r.checkpoints), 0)
-            d = os.path.join(srv.data_dir, "checkpoints", "base", "d4")
+            d = os.path.join(srv.data_dir, "checkpoints", "base_checkpoints", "d4")   # nanochat layout (nc_checkpoint.h)
             os.makedirs(d)
             with open(os.path.join(d, "model_000100.safetensors"), "wb") as f:
                 f.write(b"x" * 10)

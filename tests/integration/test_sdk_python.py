@@ -4,7 +4,8 @@ handles over Train.TestJob (ordered progress, replay, cancel, wait/check), TLS, 
 
 Methods the server cannot serve yet (Chat.*, Model.Load/Sample, Train.Base, ...) are called
 through the SDK and must end with the typed Unimplemented error, or FailedPrecondition "no model
-loaded" once the engine exists; their success paths get assertions when those issues land."""
+loaded" before a model is loaded; with a model (class Served) chat, complete, history, sampling
+and load/unload succeed through the SDK."""
 import os
 import shutil
 import subprocess
@@ -169,6 +170,32 @@ class Chat(unittest.TestCase):
                 list(c.chat("x", temperature=5.0))
             with self.assertRaises(nc.InvalidArgument):
                 c.chat([object()])
+
+
+class Served(unittest.TestCase):
+    def test_chat_complete_history_sample_with_a_loaded_model(self):
+        import nc_models as M
+        srv = M.model_server(token=TOKEN)
+        with srv, client(srv, token=TOKEN) as c:
+            with self.assertRaises(nc.FailedPrecondition):
+                c.complete("hi", max_tokens=2)
+            st = c.load_model(phase="sft", model_tag="d2")
+            self.assertTrue(st.loaded)
+            self.assertEqual(st.model_tag, "d2")
+            stream = c.chat("Hello there", max_tokens=12, temperature=0, tools=False)
+            text = "".join(stream)
+            self.assertEqual(text, stream.text)
+            self.assertEqual(stream.done.usage.completion_tokens, 12)
+            self.assertEqual(len(stream.session_id), 32)
+            r = c.complete("Hello there", max_tokens=12, temperature=0, tools=False, ephemeral=True)
+            self.assertEqual(r.content, text)
+            self.assertEqual([m.content for m in c.history(stream.session_id).session.messages], ["Hello there", text])
+            s = c.sample("ROMEO:", max_tokens=4, temperature=0, num_samples=2)
+            self.assertEqual(len(s.samples), 2)
+            self.assertEqual(s.samples[0], s.samples[1])
+            self.assertFalse(c.unload_model().loaded)
+            with self.assertRaises(nc.FailedPrecondition):
+                list(c.chat("hi", max_tokens=2))
 
 
 class Jobs(unittest.TestCase):
