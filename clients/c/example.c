@@ -1,5 +1,5 @@
-/* example.c — C SDK example: health, model status, one streamed chat reply (or its typed
- * error while the server has no engine), and the checkpoint count.
+/* example.c — C SDK example: health, model status, one streamed chat reply of at most 32
+ * tokens (without a loaded model: its typed FAILED_PRECONDITION error), and the checkpoint count.
  *
  *   build/bin/nanochat-c-example 127.0.0.1:50051 ["prompt"]     (token from $NANOCHAT_TOKEN)
  */
@@ -7,6 +7,11 @@
 #include <stdlib.h>
 
 #include "nc_client.h"
+
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int v) {
+  const ProtobufCEnumValue *e = protobuf_c_enum_descriptor_get_value(d, v);
+  return e ? e->name : "?";
+}
 
 int main(int argc, char **argv) {
   if (argc < 2) {
@@ -34,7 +39,12 @@ int main(int argc, char **argv) {
   Nanochat__V1__ModelStatusRequest mq = NANOCHAT__V1__MODEL_STATUS_REQUEST__INIT;
   Nanochat__V1__ModelStatus *m = NULL;
   if (ncc_model_status(cl, &mq, &m, 0, &err) == NCC_OK) {
-    printf("model: %s\n", m->loaded ? m->model_tag : "none loaded");
+    if (m->loaded && m->config)
+      printf("model: %s %s step %lld (%u layers, context %u)\n",
+             enum_name(&nanochat__v1__phase__descriptor, m->phase), m->model_tag,
+             (long long)m->step, m->config->n_layer, m->config->sequence_len);
+    else
+      printf("model: none loaded\n");
     protobuf_c_message_free_unpacked(&m->base, NULL);
   } else {
     printf("model: %s: %s\n", nc_client_code_name(err.code), err.message);
@@ -43,7 +53,10 @@ int main(int argc, char **argv) {
 
   nc_client_stream *s = NULL;
   const char *prompt = argc > 2 ? argv[2] : "Why is the sky blue?";
-  if (nc_client_chat_open(cl, NULL, prompt, NULL, &s, &err) == NCC_OK) {
+  Nanochat__V1__ChatRequest opts = NANOCHAT__V1__CHAT_REQUEST__INIT;
+  opts.has_max_tokens = 1;
+  opts.max_tokens = 32;
+  if (nc_client_chat_open(cl, NULL, prompt, &opts, &s, &err) == NCC_OK) {
     nc_client_chat_event ev = {0};
     const Nanochat__V1__ChatDelta *d;
     const Nanochat__V1__ChatDone *done;
@@ -51,7 +64,11 @@ int main(int argc, char **argv) {
     printf("chat: ");
     while ((rc = nc_client_chat_next(s, &ev, &d, &done, &err)) == NCC_OK && (d || done)) {
       if (d && d->text) fputs(d->text, stdout);
-      if (done) printf("\nchat: session %s\n", done->session_id ? done->session_id : "");
+      if (done)
+        printf("\nchat: done: %u tokens, %s, session %s\n",
+               done->usage ? done->usage->completion_tokens : 0,
+               enum_name(&nanochat__v1__finish_reason__descriptor, done->finish_reason),
+               done->session_id ? done->session_id : "");
       fflush(stdout);
     }
     nc_client_chat_event_clear(&ev);

@@ -1,12 +1,14 @@
 // test_c_client.cc — the C SDK (libncclient) against a real nanochatd: status calls, the
-// generated method table, chat (a reply or the typed UNIMPLEMENTED / FAILED_PRECONDITION error
-// until the engine lands), typed auth / argument / state / deadline / unavailable errors, job
+// generated method table, chat without a model (typed FAILED_PRECONDITION) and against a served
+// tiny model (Model.Load, Model.Status with its config, a greedy Chat.Complete reply that the
+// Chat.Stream pieces reproduce, Model.Sample), typed auth / argument / state / deadline / unavailable errors, job
 // handles over Train.TestJob (ordered progress, wait, cancel), stream cancel from another
 // thread, client-side argument checks, and the example program.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,50 +99,160 @@ TEST(CClient, GeneratedMethodTable) {
   EXPECT_STREQ(nc_client_code_name(99), "UNKNOWN");
 }
 
-TEST(CClient, ChatReplyOrTypedError) {
-  NcTestServer srv;
-  ASSERT_TRUE(srv.ok());
-  Client c(srv.address());
+// The greedy request of the served-model tests: temperature 0, 16 tokens, no tool, nothing stored.
+Nanochat__V1__ChatRequest GreedyOpts() {
+  Nanochat__V1__ChatRequest o = NANOCHAT__V1__CHAT_REQUEST__INIT;
+  o.has_max_tokens = 1;
+  o.max_tokens = 16;
+  o.has_temperature = 1;
+  o.temperature = 0;
+  o.has_tools = 1;
+  o.tools = 0;
+  o.has_ephemeral = 1;
+  o.ephemeral = 1;
+  return o;
+}
+
+struct StreamedChat {
+  int rc = NCC_OK;
+  std::string text;
+  bool done = false;
+  uint32_t completion_tokens = 0;
+  std::string content;  // ChatDone.content
+  int deltas = 0;
+};
+
+// Chat.Stream of `prompt` through nc_client_chat_open/next, read to its end.
+StreamedChat StreamChat(nc_client *cl, const char *prompt, const Nanochat__V1__ChatRequest *opts,
+                        nc_client_error *err) {
+  StreamedChat r;
   nc_client_stream *s = nullptr;
-  nc_client_error err;
-  Nanochat__V1__ChatRequest opts = NANOCHAT__V1__CHAT_REQUEST__INIT;
-  opts.has_max_tokens = 1;
-  opts.max_tokens = 16;
-  opts.has_ephemeral = 1;
-  opts.ephemeral = 1;
-  ASSERT_EQ(nc_client_chat_open(c.cl, "be brief", "hello", &opts, &s, &err), NCC_OK);
+  r.rc = nc_client_chat_open(cl, nullptr, prompt, opts, &s, err);
+  if (r.rc != NCC_OK) return r;
   nc_client_chat_event ev = {};
   const Nanochat__V1__ChatDelta *d;
   const Nanochat__V1__ChatDone *done;
-  std::string text;
-  bool got_done = false;
-  int rc;
-  while ((rc = nc_client_chat_next(s, &ev, &d, &done, &err)) == NCC_OK && (d || done)) {
-    if (d && d->text) text += d->text;
-    if (done) got_done = true;
+  while ((r.rc = nc_client_chat_next(s, &ev, &d, &done, err)) == NCC_OK && (d || done)) {
+    if (d && d->text) {
+      r.text += d->text;
+      r.deltas++;
+    }
+    if (done) {
+      EXPECT_FALSE(r.done) << "two ChatDone";
+      r.done = true;
+      if (done->usage) r.completion_tokens = done->usage->completion_tokens;
+      if (done->content) r.content = done->content;
+    }
   }
   nc_client_chat_event_clear(&ev);
   nc_client_stream_free(s);
-  if (rc == NCC_OK) {
-    EXPECT_TRUE(got_done);   // the engine landed: a reply that ends with done
-  } else {
-    EXPECT_TRUE(rc == NCC_UNIMPLEMENTED || rc == NCC_FAILED_PRECONDITION) << rc;
-    EXPECT_EQ(err.code, rc);
-    EXPECT_NE(std::string(err.message), "");
-  }
-  // the unary form says the same
+  return r;
+}
+
+// Chat.Complete of one user message `prompt` with opts' other fields.
+int Complete(nc_client *cl, const char *prompt, Nanochat__V1__ChatRequest rq,
+             Nanochat__V1__ChatResponse **out, nc_client_error *err) {
   Nanochat__V1__ChatMessage user = NANOCHAT__V1__CHAT_MESSAGE__INIT;
   user.has_role = 1;
   user.role = NANOCHAT__V1__ROLE__ROLE_USER;
-  user.content = (char *)"hi";
+  user.content = (char *)prompt;
   Nanochat__V1__ChatMessage *msgs[] = {&user};
-  Nanochat__V1__ChatRequest rq = NANOCHAT__V1__CHAT_REQUEST__INIT;
   rq.n_messages = 1;
   rq.messages = msgs;
-  Nanochat__V1__ChatResponse *r = nullptr;
-  int rc2 = ncc_chat_complete(c.cl, &rq, &r, 0, &err);
-  EXPECT_TRUE(rc2 == NCC_OK || rc2 == NCC_UNIMPLEMENTED || rc2 == NCC_FAILED_PRECONDITION);
-  Free(r);
+  return ncc_chat_complete(cl, &rq, out, 0, err);
+}
+
+int LoadTinyModel(nc_client *cl, Nanochat__V1__ModelStatus **st, nc_client_error *err) {
+  Nanochat__V1__ModelLoadRequest lq = NANOCHAT__V1__MODEL_LOAD_REQUEST__INIT;
+  lq.has_phase = 1;
+  lq.phase = NANOCHAT__V1__PHASE__PHASE_SFT;
+  lq.model_tag = (char *)"d2";
+  return ncc_model_load(cl, &lq, st, 0, err);
+}
+
+TEST(CClient, ChatWithoutModelIsFailedPrecondition) {
+  NcTestServer srv;
+  ASSERT_TRUE(srv.ok());
+  Client c(srv.address());
+  nc_client_error err;
+  Nanochat__V1__ChatRequest opts = GreedyOpts();
+  StreamedChat r = StreamChat(c.cl, "hello", &opts, &err);
+  EXPECT_EQ(r.rc, NCC_FAILED_PRECONDITION) << err.message;
+  EXPECT_EQ(err.code, NCC_FAILED_PRECONDITION);
+  EXPECT_NE(std::string(err.message).find("no model loaded"), std::string::npos) << err.message;
+  EXPECT_FALSE(r.done);
+  // the unary form says the same
+  Nanochat__V1__ChatResponse *resp = nullptr;
+  EXPECT_EQ(Complete(c.cl, "hi", opts, &resp, &err), NCC_FAILED_PRECONDITION);
+  EXPECT_EQ(resp, nullptr);
+  // a bad request is INVALID_ARGUMENT before the model check (gate order)
+  opts.temperature = 5;
+  EXPECT_EQ(StreamChat(c.cl, "hello", &opts, &err).rc, NCC_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("temperature"), std::string::npos) << err.message;
+}
+
+TEST(CClient, ServedModelLoadStatusChatSample) {
+  NcTestServer srv({}, "", "", NcModel::kTiny);
+  ASSERT_TRUE(srv.ok());
+  Client c(srv.address());
+  nc_client_error err;
+  Nanochat__V1__ChatRequest opts = GreedyOpts();
+  Nanochat__V1__ChatResponse *resp = nullptr;
+  ASSERT_EQ(Complete(c.cl, "Hello there", opts, &resp, &err), NCC_FAILED_PRECONDITION);  // not yet
+  // Model.Load, then Model.Status shows it with its config
+  Nanochat__V1__ModelStatus *st = nullptr;
+  ASSERT_EQ(LoadTinyModel(c.cl, &st, &err), NCC_OK) << err.message;
+  EXPECT_TRUE(st->loaded);
+  Free(st);
+  Nanochat__V1__ModelStatusRequest mq = NANOCHAT__V1__MODEL_STATUS_REQUEST__INIT;
+  st = nullptr;
+  ASSERT_EQ(ncc_model_status(c.cl, &mq, &st, 0, &err), NCC_OK) << err.message;
+  EXPECT_TRUE(st->loaded);
+  EXPECT_EQ(st->phase, NANOCHAT__V1__PHASE__PHASE_SFT);
+  EXPECT_STREQ(st->model_tag, "d2");
+  EXPECT_EQ(st->step, 0);
+  EXPECT_STREQ(st->device, "cpu");
+  EXPECT_EQ(strlen(st->sha256), 64u);
+  ASSERT_NE(st->config, nullptr);
+  EXPECT_EQ(st->config->n_layer, kNcTinyLayers);
+  EXPECT_EQ(st->config->n_embd, kNcTinyEmbd);
+  EXPECT_EQ(st->config->sequence_len, kNcTinySeqLen);
+  EXPECT_EQ(st->config->vocab_size, kNcTinyVocab);
+  EXPECT_GT(st->parameters, 0u);
+  Free(st);
+  // Chat.Complete at temperature 0: a real reply
+  ASSERT_EQ(Complete(c.cl, "Hello there", opts, &resp, &err), NCC_OK) << err.message;
+  std::string content = resp->content ? resp->content : "";
+  uint32_t generated = resp->tokens_generated;
+  EXPECT_FALSE(content.empty());
+  EXPECT_GT(generated, 0u);
+  EXPECT_LE(generated, 16u);
+  EXPECT_TRUE(resp->finish_reason == NANOCHAT__V1__FINISH_REASON__FINISH_LENGTH ||
+              resp->finish_reason == NANOCHAT__V1__FINISH_REASON__FINISH_STOP);
+  Free(resp);
+  // Chat.Stream of the same greedy request: the pieces concatenate to the same content
+  StreamedChat r = StreamChat(c.cl, "Hello there", &opts, &err);
+  ASSERT_EQ(r.rc, NCC_OK) << err.message;
+  EXPECT_TRUE(r.done);
+  EXPECT_GE(r.deltas, 1);
+  EXPECT_EQ(r.text, content);
+  EXPECT_EQ(r.content, content);
+  EXPECT_EQ(r.completion_tokens, generated);
+  // Model.Sample, greedy twice: the same text
+  Nanochat__V1__SampleRequest sq = NANOCHAT__V1__SAMPLE_REQUEST__INIT;
+  sq.prompt = (char *)"ROMEO:";
+  sq.has_max_tokens = 1;
+  sq.max_tokens = 4;
+  sq.has_temperature = 1;
+  sq.temperature = 0;
+  sq.has_num_samples = 1;
+  sq.num_samples = 2;
+  Nanochat__V1__SampleResponse *sr = nullptr;
+  ASSERT_EQ(ncc_model_sample(c.cl, &sq, &sr, 0, &err), NCC_OK) << err.message;
+  ASSERT_EQ(sr->n_samples, 2u);
+  EXPECT_STRNE(sr->samples[0], "");
+  EXPECT_STREQ(sr->samples[0], sr->samples[1]);
+  Free(sr);
 }
 
 TEST(CClient, AuthErrorsAreTyped) {
@@ -345,15 +457,28 @@ TEST(CClient, ClientSideArgumentChecks) {
 }
 
 TEST(CClient, ExampleRuns) {
-  NcTestServer srv;
+  NcTestServer srv({}, "", "", NcModel::kTiny);
   ASSERT_TRUE(srv.ok());
+  std::string example = std::string(NC_BINARY_DIR) + "/bin/nanochat-c-example " + srv.address();
   std::string out;
-  int rc = NcRunCommand(std::string(NC_BINARY_DIR) + "/bin/nanochat-c-example " + srv.address(), &out);
+  int rc = NcRunCommand(example, &out);  // no model loaded: status, and chat's typed error
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("health: ok"), std::string::npos) << out;
   EXPECT_NE(out.find("model: none loaded"), std::string::npos) << out;
-  EXPECT_NE(out.find("chat: "), std::string::npos) << out;
+  EXPECT_NE(out.find("chat: not available: FAILED_PRECONDITION"), std::string::npos) << out;
   EXPECT_NE(out.find("checkpoints: 0"), std::string::npos) << out;
+  Client c(srv.address());
+  nc_client_error err;
+  Nanochat__V1__ModelStatus *st = nullptr;
+  ASSERT_EQ(LoadTinyModel(c.cl, &st, &err), NCC_OK) << err.message;
+  Free(st);
+  out.clear();
+  rc = NcRunCommand(example + " Hello", &out);  // a model: status and a streamed reply
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("model: PHASE_SFT d2 step 0 (2 layers, context 128)"), std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("chat: done: [1-9][0-9]* tokens, FINISH_(LENGTH|STOP), "
+                                                "session [0-9a-f]{32}\n")))
+      << out;
 }
 
 }  // namespace

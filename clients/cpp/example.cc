@@ -1,6 +1,6 @@
-// example.cc — C++ SDK example: health, model status, one streamed chat reply (or its typed
-// error while the server has no engine), checkpoints, and with --test-job a job followed to
-// its end (server started with --enable-test-jobs).
+// example.cc — C++ SDK example: health, model status, one streamed chat reply of at most 32
+// tokens (without a loaded model: its typed FailedPrecondition error), checkpoints, and with
+// --test-job a job followed to its end (server started with --enable-test-jobs).
 //
 //   build/bin/nanochat-cpp-example 127.0.0.1:50051 [--test-job]    (token from $NANOCHAT_TOKEN)
 #include <cstdlib>
@@ -22,15 +22,23 @@ int main(int argc, char **argv) {
     auto h = c.Health();
     std::cout << "health: " << h.status() << " (version " << h.version() << ")\n";
     auto m = c.ModelStatus();
-    std::cout << "model: " << (m.loaded() ? m.model_tag() : "none loaded") << "\n";
+    if (m.loaded())
+      std::cout << "model: " << nanochat::v1::Phase_Name(m.phase()) << " " << m.model_tag() << " step "
+                << m.step() << " (" << m.config().n_layer() << " layers, context "
+                << m.config().sequence_len() << ")\n";
+    else
+      std::cout << "model: none loaded\n";
+    std::cout << "chat: " << std::flush;
     try {
-      auto chat = c.Chat("Why is the sky blue?");
-      std::cout << "chat: ";
+      nanochat::v1::ChatRequest opts;
+      opts.set_max_tokens(32);
+      auto chat = c.Chat("Why is the sky blue?", opts);
       for (const std::string &piece : *chat) std::cout << piece << std::flush;
-      std::cout << "\nchat: session " << chat->done()->session_id() << "\n";
-    } catch (const nanochat::Unimplemented &e) {
-      std::cout << "not available: " << e.what() << "\n";
-    } catch (const nanochat::FailedPrecondition &e) {
+      const nanochat::v1::ChatDone &done = *chat->done();
+      std::cout << "\nchat: done: " << done.usage().completion_tokens() << " tokens, "
+                << nanochat::v1::FinishReason_Name(done.finish_reason()) << ", session "
+                << done.session_id() << "\n";
+    } catch (const nanochat::FailedPrecondition &e) {   // no model loaded
       std::cout << "not available: " << e.what() << "\n";
     }
     std::cout << "checkpoints: " << c.Checkpoints().size() << "\n";

@@ -196,6 +196,10 @@ v1::ModelStatus Client::UnloadModel() {
   return NC_UNARY(model, Unload, req, v1::ModelStatus, false);
 }
 
+v1::SampleResponse Client::Sample(const v1::SampleRequest &req) {
+  return NC_UNARY(model, Sample, req, v1::SampleResponse, true);
+}
+
 std::unique_ptr<ChatStream> Client::Chat(const v1::ChatRequest &req) {
   auto ctx = Context(std::chrono::milliseconds(0));
   auto reader = stubs_.chat->Stream(ctx.get(), req);

@@ -214,6 +214,8 @@ class Client {
   v1::ModelStatus ModelStatus();
   v1::ModelStatus LoadModel(const v1::ModelLoadRequest &req);
   v1::ModelStatus UnloadModel();
+  // Model.Sample: raw continuations of a prompt from the served model.
+  v1::SampleResponse Sample(const v1::SampleRequest &req);
 
   // Chat.Stream with one user message (opts: temperature, session_id, ...; its messages are
   // replaced) — iterate the returned ChatStream.

@@ -1,10 +1,11 @@
-// test_cpp_client.cc — the C++ SDK (nccpp) against a real nanochatd: one status call that must
-// succeed and one chat call that must give a reply or the typed Unimplemented /
-// FailedPrecondition error (the engine has not landed yet), typed auth / argument / state /
-// deadline / unavailable errors, job handles over Train.TestJob (ordered progress, wait,
-// cancel) and the example program.
+// test_cpp_client.cc — the C++ SDK (nccpp) against a real nanochatd: status calls, chat without
+// a model (typed FailedPrecondition) and against a served tiny model (--model latest: Model.Status
+// with its config, a greedy Complete reply that the streamed pieces reproduce, Model.Sample,
+// Unload), typed auth / argument / state / deadline / unavailable errors, job handles over
+// Train.TestJob (ordered progress, wait, cancel) and the example program with and without a model.
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,31 +44,83 @@ TEST(CppClient, StatusCallSucceeds) {
   EXPECT_TRUE(c.Jobs().empty());
 }
 
-TEST(CppClient, ChatReplyOrTypedError) {
+// The greedy request of the served-model tests: temperature 0, 16 tokens, no tool, nothing stored.
+v1::ChatRequest GreedyOpts() {
+  v1::ChatRequest o;
+  o.set_max_tokens(16);
+  o.set_temperature(0);
+  o.set_tools(false);
+  o.set_ephemeral(true);
+  return o;
+}
+
+TEST(CppClient, ChatWithoutModelIsFailedPrecondition) {
   NcTestServer srv;
   ASSERT_TRUE(srv.ok());
   nanochat::Client c(Opts(srv));
-  v1::ChatRequest opts;
-  opts.set_max_tokens(16);
-  opts.set_ephemeral(true);
   try {
-    auto chat = c.Chat("hello", opts);
-    std::string text;
-    for (const std::string &piece : *chat) text += piece;
-    ASSERT_NE(chat->done(), nullptr);   // the engine landed: a complete reply
-    EXPECT_EQ(text, chat->text());
-  } catch (const nanochat::Unimplemented &e) {
-    EXPECT_EQ(e.code(), grpc::StatusCode::UNIMPLEMENTED);
-    EXPECT_FALSE(e.message().empty());
-    EXPECT_NE(std::string(e.what()).find("UNIMPLEMENTED: "), std::string::npos);
+    auto chat = c.Chat("hello", GreedyOpts());
+    for (const std::string &piece : *chat) ADD_FAILURE() << "a piece without a model: " << piece;
+    FAIL() << "no error";
   } catch (const nanochat::FailedPrecondition &e) {
-    EXPECT_FALSE(e.message().empty());
+    EXPECT_EQ(e.code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(e.message().find("no model loaded"), std::string::npos) << e.message();
+    EXPECT_NE(std::string(e.what()).find("FAILED_PRECONDITION: "), std::string::npos) << e.what();
   }
-  try {
-    c.Complete("hi", opts);
-  } catch (const nanochat::Unimplemented &) {
-  } catch (const nanochat::FailedPrecondition &) {
+  EXPECT_THROW(c.Complete("hi", GreedyOpts()), nanochat::FailedPrecondition);
+  v1::ChatRequest bad = GreedyOpts();
+  bad.set_temperature(5);  // the gate checks ranges before the model
+  EXPECT_THROW(c.Complete("hi", bad), nanochat::InvalidArgument);
+}
+
+TEST(CppClient, ServedModelStatusChatSample) {
+  NcTestServer srv({"--model", "latest"}, "", "", NcModel::kTiny);
+  ASSERT_TRUE(srv.ok());
+  nanochat::Client c(Opts(srv));
+  v1::ModelStatus st = c.ModelStatus();
+  EXPECT_TRUE(st.loaded());
+  EXPECT_EQ(st.phase(), v1::PHASE_SFT);
+  EXPECT_EQ(st.model_tag(), "d2");
+  EXPECT_EQ(st.step(), 0);
+  EXPECT_EQ(st.device(), "cpu");
+  EXPECT_EQ(st.config().n_layer(), kNcTinyLayers);
+  EXPECT_EQ(st.config().n_embd(), kNcTinyEmbd);
+  EXPECT_EQ(st.config().sequence_len(), kNcTinySeqLen);
+  EXPECT_EQ(st.config().vocab_size(), kNcTinyVocab);
+  EXPECT_GT(st.slots_total(), 0u);
+  // Chat.Complete at temperature 0: a real reply
+  v1::ChatResponse r = c.Complete("Hello there", GreedyOpts());
+  EXPECT_FALSE(r.content().empty());
+  EXPECT_GT(r.tokens_generated(), 0u);
+  EXPECT_LE(r.tokens_generated(), 16u);
+  EXPECT_TRUE(r.finish_reason() == v1::FINISH_LENGTH || r.finish_reason() == v1::FINISH_STOP);
+  // Chat.Stream of the same greedy request through the range-for wrapper: the same text
+  auto chat = c.Chat("Hello there", GreedyOpts());
+  std::string text;
+  int pieces = 0;
+  for (const std::string &piece : *chat) {
+    text += piece;
+    pieces++;
   }
+  ASSERT_NE(chat->done(), nullptr);
+  EXPECT_GE(pieces, 1);
+  EXPECT_EQ(text, r.content());
+  EXPECT_EQ(chat->text(), r.content());
+  EXPECT_EQ(chat->done()->usage().completion_tokens(), r.tokens_generated());
+  EXPECT_EQ(chat->done()->finish_reason(), r.finish_reason());
+  // Model.Sample, greedy twice: the same text
+  v1::SampleRequest sq;
+  sq.set_prompt("ROMEO:");
+  sq.set_max_tokens(4);
+  sq.set_temperature(0);
+  sq.set_num_samples(2);
+  v1::SampleResponse sr = c.Sample(sq);
+  ASSERT_EQ(sr.samples_size(), 2);
+  EXPECT_FALSE(sr.samples(0).empty());
+  EXPECT_EQ(sr.samples(0), sr.samples(1));
+  // Unload: chat is FAILED_PRECONDITION again
+  EXPECT_FALSE(c.UnloadModel().loaded());
+  EXPECT_THROW(c.Complete("hi", GreedyOpts()), nanochat::FailedPrecondition);
 }
 
 TEST(CppClient, AuthErrorsAreTyped) {
@@ -177,17 +230,28 @@ TEST(CppClient, UnavailableServer) {
 }
 
 TEST(CppClient, ExampleRuns) {
-  NcTestServer srv({"--enable-test-jobs"});
+  NcTestServer srv({"--enable-test-jobs"}, "", "", NcModel::kTiny);
   ASSERT_TRUE(srv.ok());
+  std::string example = std::string(NC_BINARY_DIR) + "/bin/nanochat-cpp-example " + srv.address();
   std::string out;
-  int rc = NcRunCommand(std::string(NC_BINARY_DIR) + "/bin/nanochat-cpp-example " + srv.address() +
-                            " --test-job",
-                        &out);
+  int rc = NcRunCommand(example + " --test-job", &out);  // no model loaded yet
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("health: ok"), std::string::npos) << out;
-  EXPECT_NE(out.find("chat: "), std::string::npos) << out;
+  EXPECT_NE(out.find("model: none loaded"), std::string::npos) << out;
+  EXPECT_NE(out.find("chat: not available: FAILED_PRECONDITION: "), std::string::npos) << out;
   EXPECT_NE(out.find("step 5/5"), std::string::npos) << out;
   EXPECT_NE(out.find("JOB_SUCCEEDED"), std::string::npos) << out;
+  nanochat::Client c(Opts(srv));
+  v1::ModelLoadRequest lq;
+  lq.set_phase(v1::PHASE_SFT);
+  ASSERT_TRUE(c.LoadModel(lq).loaded());
+  out.clear();
+  rc = NcRunCommand(example, &out);  // a model: its status and a streamed reply
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("model: PHASE_SFT d2 step 0 (2 layers, context 128)"), std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("chat: done: [1-9][0-9]* tokens, FINISH_(LENGTH|STOP), "
+                                                "session [0-9a-f]{32}\n")))
+      << out;
 }
 
 }  // namespace

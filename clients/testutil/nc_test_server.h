@@ -3,6 +3,9 @@
 // (mode 0600), port read from "nanochatd listening on HOST:PORT" on its stdout (then its
 // "serving on port" log line awaited), SIGTERM on
 // destruction (the exit status is checked: 0 expected), the server log printed on failure.
+// NcModel::kTiny first writes a tokenizer and a random d2 checkpoint into the data dir
+// (clients/testutil/nc_tiny_model) and adds its engine flags; pass "--model latest" to load it
+// at startup, or call Model.Load.
 #ifndef NC_TEST_SERVER_H
 #define NC_TEST_SERVER_H
 
@@ -24,16 +27,33 @@
 
 extern char **environ;
 
+// Output and exit status of a shell command (the SDK examples, the model setup).
+static inline int NcRunCommand(const std::string &cmd, std::string *out) {
+  FILE *p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// The served model of the tests (clients/testutil/nc_tiny_model): sft/d2, step 0.
+enum class NcModel { kNone, kTiny };
+constexpr unsigned kNcTinyLayers = 2, kNcTinyEmbd = 128, kNcTinySeqLen = 128, kNcTinyVocab = 2048;
+
 class NcTestServer {
  public:
-  // args: extra nanochatd flags; token: admin token ("" = none); user_token likewise.
+  // args: extra nanochatd flags; token: admin token ("" = none); user_token likewise;
+  // model: kTiny puts the tiny model's files into the data dir (not loaded unless args say so).
   explicit NcTestServer(std::vector<std::string> args = {}, std::string token = "",
-                        std::string user_token = "") {
+                        std::string user_token = "", NcModel model = NcModel::kNone) {
     char tmpl[] = "/tmp/nc-sdk-test-XXXXXX";
     if (!mkdtemp(tmpl)) return;
     tmp_ = tmpl;
     std::vector<std::string> argv = {std::string(NC_BINARY_DIR) + "/bin/nanochatd", "--listen",
                                      "127.0.0.1:0", "--data-dir", tmp_ + "/data"};
+    if (model == NcModel::kTiny && !AddTinyModel(&argv)) return;
     if (!token.empty()) {
       argv.push_back("--token-file");
       argv.push_back(WriteSecret("token", token));
@@ -120,6 +140,21 @@ class NcTestServer {
   }
 
  private:
+  // Runs nc_tiny_model on the data dir; appends the engine flags it prints.
+  bool AddTinyModel(std::vector<std::string> *argv) {
+    std::string flags;
+    std::string cmd = std::string("'") + NC_SOURCE_DIR + "/clients/testutil/nc_tiny_model' '" +
+                      NC_BINARY_DIR + "' '" + tmp_ + "/data'";
+    if (NcRunCommand(cmd, &flags) != 0) {
+      fprintf(stderr, "nc_tiny_model failed: %s\n", flags.c_str());
+      return false;
+    }
+    std::istringstream lines(flags);
+    for (std::string l; std::getline(lines, l);)
+      if (!l.empty()) argv->push_back(l);
+    return true;
+  }
+
   std::string WriteSecret(const char *name, const std::string &value) {
     std::string path = tmp_ + "/" + name;
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -136,16 +171,5 @@ class NcTestServer {
   int out_ = -1;
   int port_ = 0;
 };
-
-// Output and exit status of a shell command (the SDK examples).
-static inline int NcRunCommand(const std::string &cmd, std::string *out) {
-  FILE *p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 #endif

@@ -152,6 +152,14 @@ func (c *Client) LoadModel(ctx context.Context, req *pb.ModelLoadRequest) (*pb.M
 	return r, wrap(err)
 }
 
+// Sample is Model.Sample: raw continuations of a prompt from the served model.
+func (c *Client) Sample(ctx context.Context, req *pb.SampleRequest) (*pb.SampleResponse, error) {
+	ctx, cancel := c.unary(ctx, true)
+	defer cancel()
+	r, err := c.Stubs.Model.Sample(ctx, req)
+	return r, wrap(err)
+}
+
 // Checkpoints is Checkpoint.List (req may be nil).
 func (c *Client) Checkpoints(ctx context.Context, req *pb.CheckpointListRequest) ([]*pb.CheckpointInfo, error) {
 	if req == nil {
