@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 'use strict';
-// Node SDK example: health, model status, one streamed chat reply (or its typed error while the
-// server has no engine), checkpoints; with --test-job a job followed to its end (server run with
-// --enable-test-jobs).
+// Node SDK example: health, model status, one streamed chat reply of at most 32 tokens (without a
+// loaded model: its typed FailedPrecondition error), checkpoints; with --test-job a job followed
+// to its end (server run with --enable-test-jobs).
 //
 //   NANOCHAT_GEN_DIR=build/gen node clients/node/example.js 127.0.0.1:50051 [--test-job]
-const { Client, NanochatError, Unimplemented, FailedPrecondition } = require('./index.js');
+const { Client, NanochatError, FailedPrecondition } = require('./index.js');
 
 async function main() {
   const address = process.argv[2];
@@ -19,14 +19,16 @@ async function main() {
     const h = await c.health();
     console.log(`health: ${h.status} (version ${h.version})`);
     const m = await c.modelStatus();
-    console.log(`model: ${m.loaded ? `${m.model_tag} step ${m.step}` : 'none loaded'}`);
-    const chat = c.chat('Why is the sky blue?', { max_tokens: 64 });
+    console.log(m.loaded ? `model: ${m.phase} ${m.model_tag} step ${m.step} (${m.config.n_layer} layers, ` +
+                           `context ${m.config.sequence_len})` : 'model: none loaded');
+    const chat = c.chat('Why is the sky blue?', { max_tokens: 32 });
     process.stdout.write('chat: ');
     try {
       for await (const piece of chat) process.stdout.write(piece);
-      console.log(`\nchat: session ${chat.sessionId}`);
+      const d = chat.done;
+      console.log(`\nchat: done: ${d.usage.completion_tokens} tokens, ${d.finish_reason}, session ${d.session_id}`);
     } catch (e) {
-      if (!(e instanceof Unimplemented || e instanceof FailedPrecondition)) throw e;
+      if (!(e instanceof FailedPrecondition)) throw e;   // no model loaded
       console.log(`not available: ${e.message}`);
     }
     console.log(`checkpoints: ${(await c.checkpoints()).length}`);

@@ -1,5 +1,6 @@
 // Command nanochat-go-example: Go SDK example — health, model status, one streamed chat reply
-// (or its typed error while the server has no engine), and the checkpoint count.
+// of at most 32 tokens (without a loaded model: its typed FailedPrecondition error), and the
+// checkpoint count.
 //
 //	build/bin/nanochat-go-example 127.0.0.1:50051      (token from $NANOCHAT_TOKEN)
 package main
@@ -12,7 +13,10 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"nanochat.dev/nanochat"
+	pb "nanochat.dev/nanochat/v1"
 )
 
 func main() {
@@ -40,11 +44,12 @@ func main() {
 		os.Exit(1)
 	}
 	if m.GetLoaded() {
-		fmt.Printf("model: %s step %d\n", m.GetModelTag(), m.GetStep())
+		fmt.Printf("model: %s %s step %d (%d layers, context %d)\n", m.GetPhase(), m.GetModelTag(), m.GetStep(),
+			m.GetConfig().GetNLayer(), m.GetConfig().GetSequenceLen())
 	} else {
 		fmt.Println("model: none loaded")
 	}
-	s, err := c.Chat(ctx, "Why is the sky blue?", nil)
+	s, err := c.Chat(ctx, "Why is the sky blue?", &pb.ChatRequest{MaxTokens: proto.Int32(32)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chat:", err)
 		os.Exit(1)
@@ -53,10 +58,12 @@ func main() {
 	for {
 		piece, err := s.Next()
 		if err == io.EOF {
-			fmt.Printf("\nchat: session %s\n", s.Done().GetSessionId())
+			d := s.Done()
+			fmt.Printf("\nchat: done: %d tokens, %s, session %s\n", d.GetUsage().GetCompletionTokens(),
+				d.GetFinishReason(), d.GetSessionId())
 			break
 		}
-		if errors.Is(err, nanochat.ErrUnimplemented) || errors.Is(err, nanochat.ErrFailedPrecondition) {
+		if errors.Is(err, nanochat.ErrFailedPrecondition) { // no model loaded
 			fmt.Println("not available:", err)
 			break
 		}

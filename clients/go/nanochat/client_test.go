@@ -1,9 +1,10 @@
 package nanochat
 
 // Integration tests against a real nanochatd ($NC_BUILD_DIR/bin/nanochatd on 127.0.0.1:0):
-// one status call that must succeed and one chat call that must give a reply or the typed
-// Unimplemented / FailedPrecondition error (the engine has not landed yet), typed errors, job
-// handles over Train.TestJob, and the example program.
+// status calls; chat without a model (typed FailedPrecondition) and against a served tiny model
+// (clients/testutil/nc_tiny_model, --model latest: Model.Status with its config, a greedy
+// Complete reply that the streamed pieces reproduce, Model.Sample); typed errors, job handles
+// over Train.TestJob, and the example program with and without a model.
 
 import (
 	"bufio"
@@ -36,9 +37,33 @@ func buildDir() string {
 	return "../../../build"
 }
 
+func sourceDir() string {
+	if d := os.Getenv("NC_SOURCE_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(buildDir(), "..")
+}
+
 func startServer(t *testing.T, token string, args ...string) *server {
 	t.Helper()
+	return startIn(t, t.TempDir(), token, args...)
+}
+
+// startModelServer: the tiny served model's files in the data dir and its engine flags; args
+// "--model", "latest" load it at startup.
+func startModelServer(t *testing.T, args ...string) *server {
+	t.Helper()
 	dir := t.TempDir()
+	out, err := exec.Command(filepath.Join(sourceDir(), "clients", "testutil", "nc_tiny_model"),
+		buildDir(), filepath.Join(dir, "data")).Output()
+	if err != nil {
+		t.Fatalf("nc_tiny_model: %v", err)
+	}
+	return startIn(t, dir, "", append(strings.Fields(string(out)), args...)...)
+}
+
+func startIn(t *testing.T, dir, token string, args ...string) *server {
+	t.Helper()
 	argv := []string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data")}
 	if token != "" {
 		p := filepath.Join(dir, "token")
@@ -139,33 +164,96 @@ func TestStatusCallSucceeds(t *testing.T) {
 	}
 }
 
-func TestChatReplyOrUnimplemented(t *testing.T) {
-	s := startServer(t, "")
-	c := dial(t, s.addr, "")
-	st, err := c.Chat(ctx(t), "hello", &pb.ChatRequest{MaxTokens: proto.Int32(16), Ephemeral: proto.Bool(true)})
-	if err != nil {
-		t.Fatal(err)
-	}
+// greedy is the request of the served-model tests: temperature 0, 16 tokens, no tool, nothing stored.
+func greedy() *pb.ChatRequest {
+	return &pb.ChatRequest{MaxTokens: proto.Int32(16), Temperature: proto.Float32(0), Tools: proto.Bool(false),
+		Ephemeral: proto.Bool(true)}
+}
+
+// readChat reads a chat stream to its end: the pieces' concatenation, their count, and the
+// stream's error (nil when it ended with done).
+func readChat(st *ChatStream) (string, int, error) {
 	defer st.Close()
 	var text strings.Builder
+	n := 0
 	for {
 		piece, err := st.Next()
 		if err == io.EOF {
-			if st.Done() == nil || st.Text() != text.String() {
-				t.Fatalf("reply without done: %q", text.String())
-			}
-			break // the engine landed: a complete reply
+			return text.String(), n, nil
 		}
 		if err != nil {
-			if !errors.Is(err, ErrUnimplemented) && !errors.Is(err, ErrFailedPrecondition) {
-				t.Fatalf("chat: want a reply or UNIMPLEMENTED/FAILED_PRECONDITION, got %v", err)
-			}
-			if !strings.HasPrefix(err.Error(), "UNIMPLEMENTED: ") && Code(err) == ErrUnimplemented.Code {
-				t.Fatalf("message: %q", err.Error())
-			}
-			break
+			return text.String(), n, err
 		}
 		text.WriteString(piece)
+		n++
+	}
+}
+
+func TestChatWithoutModelIsFailedPrecondition(t *testing.T) {
+	s := startServer(t, "")
+	c := dial(t, s.addr, "")
+	st, err := c.Chat(ctx(t), "hello", greedy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _, err := readChat(st)
+	if !errors.Is(err, ErrFailedPrecondition) || text != "" || st.Done() != nil {
+		t.Fatalf("chat without a model: want FAILED_PRECONDITION, got %v (%q)", err, text)
+	}
+	if !strings.HasPrefix(err.Error(), "FAILED_PRECONDITION: ") || !strings.Contains(err.Error(), "no model loaded") {
+		t.Fatalf("message: %q", err.Error())
+	}
+	if _, err := c.Complete(ctx(t), "hi", greedy()); !errors.Is(err, ErrFailedPrecondition) {
+		t.Fatalf("complete without a model: %v", err)
+	}
+	bad := greedy()
+	bad.Temperature = proto.Float32(5) // the gate checks ranges before the model
+	if _, err := c.Complete(ctx(t), "hi", bad); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("temperature 5: %v", err)
+	}
+}
+
+func TestServedModelStatusChatSample(t *testing.T) {
+	s := startModelServer(t, "--model", "latest")
+	c := dial(t, s.addr, "")
+	m, err := c.ModelStatus(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := m.GetConfig()
+	if !m.GetLoaded() || m.GetPhase() != pb.Phase_PHASE_SFT || m.GetModelTag() != "d2" || m.GetStep() != 0 ||
+		m.GetDevice() != "cpu" || cfg.GetNLayer() != 2 || cfg.GetNEmbd() != 128 || cfg.GetSequenceLen() != 128 ||
+		cfg.GetVocabSize() != 2048 {
+		t.Fatalf("model status: %v", m)
+	}
+	r, err := c.Complete(ctx(t), "Hello there", greedy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetContent() == "" || r.GetTokensGenerated() == 0 || r.GetTokensGenerated() > 16 {
+		t.Fatalf("complete: %v", r)
+	}
+	st, err := c.Chat(ctx(t), "Hello there", greedy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, pieces, err := readChat(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text != r.GetContent() || st.Text() != text || pieces == 0 {
+		t.Fatalf("stream %q (%d pieces) vs complete %q", text, pieces, r.GetContent())
+	}
+	if d := st.Done(); d.GetUsage().GetCompletionTokens() != r.GetTokensGenerated() || d.GetFinishReason() != r.GetFinishReason() {
+		t.Fatalf("done %v vs complete %v", d, r)
+	}
+	sr, err := c.Sample(ctx(t), &pb.SampleRequest{Prompt: proto.String("ROMEO:"), MaxTokens: proto.Int32(4),
+		Temperature: proto.Float32(0), NumSamples: proto.Int32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.GetSamples()) != 2 || sr.GetSamples()[0] == "" || sr.GetSamples()[0] != sr.GetSamples()[1] {
+		t.Fatalf("sample: %v", sr)
 	}
 }
 
@@ -305,14 +393,23 @@ func TestUnavailable(t *testing.T) {
 }
 
 func TestExampleRuns(t *testing.T) {
-	s := startServer(t, "")
-	out, err := exec.Command(filepath.Join(buildDir(), "bin", "nanochat-go-example"), s.addr).CombinedOutput()
-	if err != nil {
-		t.Fatalf("example: %v\n%s", err, out)
-	}
-	for _, want := range []string{"health: ok", "model: none loaded", "chat: ", "checkpoints: 0"} {
-		if !strings.Contains(string(out), want) {
-			t.Fatalf("example output lacks %q:\n%s", want, out)
+	s := startModelServer(t)
+	run := func(wants ...string) {
+		out, err := exec.Command(filepath.Join(buildDir(), "bin", "nanochat-go-example"), s.addr).CombinedOutput()
+		if err != nil {
+			t.Fatalf("example: %v\n%s", err, out)
+		}
+		for _, want := range wants {
+			if !regexp.MustCompile(want).Match(out) {
+				t.Fatalf("example output lacks %q:\n%s", want, out)
+			}
 		}
 	}
+	run("health: ok", "model: none loaded", "chat: not available: FAILED_PRECONDITION: ", "checkpoints: 0")
+	c := dial(t, s.addr, "")
+	if _, err := c.LoadModel(ctx(t), &pb.ModelLoadRequest{Phase: pb.Phase_PHASE_SFT.Enum()}); err != nil {
+		t.Fatal(err)
+	}
+	run(`model: PHASE_SFT d2 step 0 \(2 layers, context 128\)`,
+		`chat: done: [1-9][0-9]* tokens, FINISH_(LENGTH|STOP), session [0-9a-f]{32}\n`)
 }

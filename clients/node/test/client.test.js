@@ -1,7 +1,9 @@
 'use strict';
 // The Node SDK against a real nanochatd: status calls, the method table from the descriptor set
-// against rpc_table.json, chat (a reply or the typed Unimplemented / FailedPrecondition error
-// until the engine lands), typed errors, job handles over Train.TestJob, and the example.
+// against rpc_table.json, chat without a model (typed FailedPrecondition) and against a served
+// tiny model (--model latest: Model.Status with its config, a greedy complete() reply that the
+// streamed pieces reproduce, sample()), typed errors, job handles over Train.TestJob, and the
+// example with and without a model.
 const test = require('node:test');
 const assert = require('node:assert');
 const { execFile } = require('child_process');
@@ -54,23 +56,51 @@ test('methods_match_rpc_table', () => {
   for (const m of want) assert.strictEqual(got[m.path].responseStream, m.server_streaming, m.path);
 });
 
-test('chat_reply_or_typed_error', async () => {
+// The request of the served-model tests: greedy, 16 tokens, no tool, nothing stored.
+const GREEDY = Object.freeze({ max_tokens: 16, temperature: 0, tools: false, ephemeral: true });
+
+test('chat_without_model_is_failed_precondition', async () => {
   await withServer({}, async (srv, client) => {
     const c = client();
-    const chat = c.chat([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }],
-                        { max_tokens: 16, ephemeral: true });
-    try {
-      const pieces = await collect(chat);
-      assert.ok(chat.done, 'a reply ends with done');     // the engine landed
-      assert.strictEqual(pieces.join(''), chat.text);
-    } catch (e) {
-      assert.ok(e instanceof nc.Unimplemented || e instanceof nc.FailedPrecondition, String(e));
+    const chat = c.chat([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }], GREEDY);
+    await assert.rejects(collect(chat), (e) => {
+      assert.ok(e instanceof nc.FailedPrecondition, String(e));
       assert.ok(e instanceof nc.NanochatError);
-      assert.ok(e.details.length > 0);
-      assert.match(e.message, /^(UNIMPLEMENTED|FAILED_PRECONDITION): /);
-    }
-    await assert.rejects(c.complete('hi'), (e) => e instanceof nc.Unimplemented ||
-                         e instanceof nc.FailedPrecondition);
+      assert.match(e.details, /no model loaded/);
+      assert.match(e.message, /^FAILED_PRECONDITION: /);
+      return true;
+    });
+    assert.strictEqual(chat.done, null);
+    await assert.rejects(c.complete('hi', GREEDY), nc.FailedPrecondition);
+    // the gate checks ranges before the model
+    await assert.rejects(c.complete('hi', { ...GREEDY, temperature: 5 }), nc.InvalidArgument);
+  });
+});
+
+test('served_model_status_chat_sample', async () => {
+  await withServer({ model: true, args: ['--model', 'latest'] }, async (srv, client) => {
+    const c = client();
+    const m = await c.modelStatus();
+    assert.strictEqual(m.loaded, true);
+    assert.strictEqual(m.phase, 'PHASE_SFT');
+    assert.strictEqual(m.model_tag, 'd2');
+    assert.strictEqual(m.step, 0);
+    assert.strictEqual(m.device, 'cpu');
+    assert.deepStrictEqual([m.config.n_layer, m.config.n_embd, m.config.sequence_len, m.config.vocab_size],
+                           [2, 128, 128, 2048]);
+    const r = await c.complete('Hello there', GREEDY);
+    assert.ok(r.content.length > 0, 'a non-empty reply');
+    assert.ok(r.tokens_generated > 0 && r.tokens_generated <= 16, String(r.tokens_generated));
+    const chat = c.chat('Hello there', GREEDY);
+    const pieces = await collect(chat);
+    assert.ok(pieces.length > 0);
+    assert.strictEqual(pieces.join(''), r.content);
+    assert.strictEqual(chat.done.usage.completion_tokens, r.tokens_generated);
+    assert.strictEqual(chat.done.finish_reason, r.finish_reason);
+    const s = await c.sample('ROMEO:', { max_tokens: 4, temperature: 0, num_samples: 2 });
+    assert.strictEqual(s.samples.length, 2);
+    assert.ok(s.samples[0].length > 0);
+    assert.strictEqual(s.samples[0], s.samples[1]);
   });
 });
 
@@ -149,15 +179,21 @@ test('unavailable_server', async () => {
 });
 
 test('example_runs', async () => {
-  await withServer({ args: ['--enable-test-jobs'] }, async (srv) => {
-    const out = await new Promise((resolve, reject) => {
-      execFile(process.execPath, [path.join(__dirname, '..', 'example.js'), srv.address, '--test-job'],
+  await withServer({ model: true, args: ['--enable-test-jobs'] }, async (srv, client) => {
+    const example = (...args) => new Promise((resolve, reject) => {
+      execFile(process.execPath, [path.join(__dirname, '..', 'example.js'), srv.address, ...args],
                { env: { ...process.env, NANOCHAT_GEN_DIR: path.join(BUILD, 'gen') }, timeout: 60000 },
                (err, stdout, stderr) => (err ? reject(new Error(`${err}\n${stdout}\n${stderr}`)) : resolve(stdout)));
     });
+    let out = await example('--test-job');              // no model loaded yet
     assert.match(out, /health: ok/);
-    assert.match(out, /chat: /);
+    assert.match(out, /model: none loaded/);
+    assert.match(out, /chat: not available: FAILED_PRECONDITION: /);
     assert.match(out, /step 5\/5/);
     assert.match(out, /: JOB_SUCCEEDED/);
+    assert.strictEqual((await client().loadModel({ phase: 'PHASE_SFT' })).loaded, true);
+    out = await example();                              // a model: its status and a streamed reply
+    assert.match(out, /model: PHASE_SFT d2 step 0 \(2 layers, context 128\)/);
+    assert.match(out, /chat: done: [1-9][0-9]* tokens, FINISH_(LENGTH|STOP), session [0-9a-f]{32}\n/);
   });
 });

@@ -1,16 +1,28 @@
 'use strict';
 // Starts a real nanochatd ($NC_BUILD_DIR/bin/nanochatd) on 127.0.0.1:0 with a temp data dir,
 // like tests/integration/nc_harness.py; stop() sends SIGTERM and checks the exit status.
-const { spawn } = require('child_process');
+// model: true first writes the tiny served model (clients/testutil/nc_tiny_model: tokenizer +
+// random sft/d2 checkpoint) into the data dir and adds its engine flags; add
+// args ['--model', 'latest'] to load it at startup (else Model.Load).
+const { execFileSync, spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const BUILD = process.env.NC_BUILD_DIR || path.join(__dirname, '..', '..', '..', 'build');
+const SOURCE = process.env.NC_SOURCE_DIR || path.join(__dirname, '..', '..', '..');
+const BUILD = process.env.NC_BUILD_DIR || path.join(SOURCE, 'build');
 
-async function startServer({ token, userToken, args = [] } = {}) {
+// The tiny model's files into dataDir; returns the nanochatd flags to serve it with.
+function tinyModel(dataDir) {
+  const out = execFileSync(path.join(SOURCE, 'clients', 'testutil', 'nc_tiny_model'), [BUILD, dataDir],
+                           { encoding: 'utf8', timeout: 120000 });
+  return out.split('\n').filter((l) => l);
+}
+
+async function startServer({ token, userToken, args = [], model = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nc-node-'));
-  const argv = ['--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'), ...args];
+  const data = path.join(dir, 'data');
+  const argv = ['--listen', '127.0.0.1:0', '--data-dir', data, ...(model ? tinyModel(data) : []), ...args];
   for (const [flag, value] of [['--token-file', token], ['--user-token-file', userToken]]) {
     if (!value) continue;
     const p = path.join(dir, flag.slice(2));
