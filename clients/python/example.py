@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""Python SDK example: health, model status, one streamed chat reply, checkpoints, and (with
---test-job, on a server started with --enable-test-jobs) a job followed to its end.
+"""Python SDK example: health, model status, one streamed chat reply of at most 32 tokens
+(without a loaded model: its typed FailedPrecondition error), checkpoints, and (with --test-job,
+on a server started with --enable-test-jobs) a job followed to its end.
 
     PYTHONPATH=build/gen/python:clients/python clients/python/example.py 127.0.0.1:50051 \
         [--token TOKEN] [--prompt TEXT] [--test-job]
-Exit status 0 when every call answered as expected (a chat that the server cannot serve yet
-prints its typed error and does not count as a failure)."""
+Exit status 0 when every call answered as expected (a chat without a loaded model prints its
+typed error and does not count as a failure)."""
 import argparse
 import os
 import sys
@@ -27,16 +28,21 @@ def main():
         h = c.health()
         print("health: %s (version %s, model loaded: %s)" % (h.status, h.version, h.model_loaded))
         m = c.model_status()
-        print("model: %s" % ("%s step %d" % (m.model_tag, m.step) if m.loaded else "none loaded"))
+        if m.loaded:
+            print("model: %s %s step %d (%d layers, context %d)" % (
+                nc.common_pb2.Phase.Name(m.phase), m.model_tag, m.step, m.config.n_layer, m.config.sequence_len))
+        else:
+            print("model: none loaded")
+        print("chat: ", end="", flush=True)
         try:
-            stream = c.chat(a.prompt, max_tokens=64)
-            print("chat: ", end="")
+            stream = c.chat(a.prompt, max_tokens=32)
             for piece in stream:
                 print(piece, end="", flush=True)
-            print("\nchat: session %s, %s" % (stream.session_id,
-                                               nc.common_pb2.FinishReason.Name(stream.done.finish_reason)))
-        except (nc.Unimplemented, nc.FailedPrecondition) as e:
-            print("chat: not available: %s" % e)
+            d = stream.done
+            print("\nchat: done: %d tokens, %s, session %s" % (
+                d.usage.completion_tokens, nc.common_pb2.FinishReason.Name(d.finish_reason), d.session_id))
+        except nc.FailedPrecondition as e:      # no model loaded
+            print("not available: %s" % e)
         print("checkpoints: %d" % len(c.checkpoints()))
         if a.test_job:
             job = c.test_job(steps=5, step_ms=20)

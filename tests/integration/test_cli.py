@@ -1,11 +1,13 @@
 """The nanochat CLI (build/bin/nanochat) driven against a real nanochatd: health/status/jobs/
 checkpoints/history/methods output and --json, exit codes per error kind, `train test` with a
 live progress bar on a pty, Ctrl-C on a running `train` (detach, cancel, ask), `watch JOB`,
-`status --watch`, and the chat REPL on a pty (prompt, streamed reply or typed error, /commands,
-/quit) plus one-shot mode. Chat replies need the engine: until it lands the CLI must print the
-typed UNIMPLEMENTED error (exit 10) — a reply (exit 0) is accepted too."""
+`status --watch`, and the chat REPL on a pty (prompt, /commands, /quit) plus one-shot mode:
+without a model the typed FAILED_PRECONDITION error (exit 9); against a served tiny model
+(class Served, nc_models.py) `status`/`health` show the model, and the one-shot, stdin and REPL
+replies are exactly the SDK's greedy Chat.Complete content for the same request."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -14,13 +16,14 @@ import unittest
 import nanochat_client as nc
 from nanochat_client import train_pb2
 
+import nc_models as M
 from nc_harness import BUILD, Server, rpc_table
 from nc_pty import PtyProc
 
 CLI = os.path.join(BUILD, "bin", "nanochat")
 TOKEN = "cli-admin-token-0123456789"
 USER = "cli-user-token-0123456789"
-CHAT_RC = (0, 9, 10)      # reply, FAILED_PRECONDITION (no model), UNIMPLEMENTED (no engine yet)
+NO_MODEL_RC = 9           # FAILED_PRECONDITION "no model loaded"
 
 
 def run(srv, *args, token_file=None, input=None, timeout=60, port=None):
@@ -102,7 +105,9 @@ class Basic(unittest.TestCase):
             self.assertIn(p.returncode, (0, 10), p.stderr)                        # UNIMPLEMENTED today
             if p.returncode == 0:
                 run(srv, "cancel", p.stdout.split()[2], token_file=admin)
-            self.assertIn(run(srv, "eval", "loss", "--steps", "1", token_file=admin).returncode, CHAT_RC)
+            p = run(srv, "eval", "loss", "--steps", "1", token_file=admin)
+            self.assertEqual(p.returncode, NO_MODEL_RC, p.stderr)
+            self.assertIn("FAILED_PRECONDITION: no model loaded", p.stderr)
             self.assertEqual(run(srv, "nosuchcommand").returncode, 2)             # usage
             self.assertEqual(run(srv, "train", "base", "--depth", "x").returncode, 2)
             port = srv.port
@@ -234,9 +239,8 @@ class Chat(unittest.TestCase):
                 p.send(b"/bogus\r")
                 p.expect(rb"unknown command /bogus")
                 p.send(b"Why is the sky blue?\r")
-                m = p.expect(rb"nanochat> ([^\r\n]*)\r?\n")
-                if not m.group(1).strip():          # no engine yet: the typed error, then the prompt
-                    p.expect(rb"error: (UNIMPLEMENTED|FAILED_PRECONDITION): \S+")
+                p.expect(rb"nanochat> \r?\n")            # no model: the typed error, then the prompt
+                p.expect(rb"error: FAILED_PRECONDITION: no model loaded")
                 p.expect(rb"you> ")
                 p.send(b"/session\r")
                 p.expect(rb"session: ")
@@ -255,17 +259,50 @@ class Chat(unittest.TestCase):
     def test_one_shot_and_stdin(self):
         with Server() as srv:
             p = run(srv, "chat", "Why", "is", "the", "sky", "blue?")
-            self.assertIn(p.returncode, CHAT_RC, p.stderr)
-            if p.returncode:
-                self.assertRegex(p.stderr, r"nanochat: error: (UNIMPLEMENTED|FAILED_PRECONDITION): ")
-            else:
-                self.assertTrue(p.stdout.strip())
+            self.assertEqual(p.returncode, NO_MODEL_RC, p.stderr)
+            self.assertIn("nanochat: error: FAILED_PRECONDITION: no model loaded", p.stderr)
             p = run(srv, "chat", input="hello from stdin\n")
-            self.assertIn(p.returncode, CHAT_RC, p.stderr)
+            self.assertEqual(p.returncode, NO_MODEL_RC, p.stderr)
             p = run(srv, "chat", input="")
             self.assertEqual(p.returncode, 3)
             p = run(srv, "chat", "x", "--temperature", "9")
-            self.assertIn(p.returncode, (3, 10))     # the gate checks ranges before the engine
+            self.assertEqual(p.returncode, 3)        # the gate checks ranges before the model
+
+
+GREEDY = ["--temperature", "0", "--max-tokens", "16", "--no-tools"]   # = SDK_GREEDY
+SDK_GREEDY = dict(temperature=0, max_tokens=16, tools=False)
+
+
+class Served(unittest.TestCase):
+    def test_status_one_shot_and_repl_with_a_served_model(self):
+        srv = M.model_server(args=["--model", "latest"])
+        with srv, sdk(srv) as c:
+            p = run(srv, "status")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("model:    sft d2 step 0 on cpu", p.stdout)
+            self.assertIn("shape:    2 layers, 2 heads, d=128, ctx 128, vocab 2048", p.stdout)
+            self.assertIn("model:    sft d2 step 0 on cpu", run(srv, "health").stdout)
+            self.assertEqual(json.loads(run(srv, "--json", "status").stdout)["model"]["model_tag"], "d2")
+            want = c.complete("Hello there", ephemeral=True, **SDK_GREEDY)
+            self.assertTrue(want.content)
+            self.assertGreater(want.tokens_generated, 0)
+            # one-shot, from the arguments and from stdin: exactly the reply
+            p = run(srv, "chat", "Hello", "there", "--ephemeral", *GREEDY)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout, want.content + "\n")
+            p = run(srv, "chat", "--ephemeral", *GREEDY, input="Hello there\n")
+            self.assertEqual((p.returncode, p.stdout), (0, want.content + "\n"), p.stderr)
+            # the REPL on a pty: the streamed reply after the prompt, a server-side session, /quit
+            with pty(srv, "chat", *GREEDY) as p:
+                p.expect(rb"you> ")
+                p.send(b"Hello there\r")
+                p.expect(rb"nanochat> " + re.escape(want.content.encode().replace(b"\n", b"\r\n")) + rb"\r\n")
+                p.expect(rb"you> ")
+                p.send(b"/session\r")
+                sid = p.expect(rb"session: ([0-9a-f]{32})\r\n").group(1).decode()
+                p.send(b"/quit\r")
+                self.assertEqual(p.wait(), 0)
+            self.assertEqual([m.content for m in c.history(sid).session.messages], ["Hello there", want.content])
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 covers every method of rpc_table.json, typed errors per status code, the chat stream, job
 handles over Train.TestJob (ordered progress, replay, cancel, wait/check), TLS, and the example.
 
-Methods the server cannot serve yet (Chat.*, Model.Load/Sample, Train.Base, ...) are called
-through the SDK and must end with the typed Unimplemented error, or FailedPrecondition "no model
-loaded" before a model is loaded; with a model (class Served) chat, complete, history, sampling
-and load/unload succeed through the SDK."""
+Without a model, Chat.*, Model.Sample and Eval.Loss must end with the typed FailedPrecondition
+"no model loaded"; training starters that have not landed (Train.Base, ...) with Unimplemented.
+Against a served tiny model (class Served, tests/integration/nc_models.py: tokenizer + random
+sft/d2 checkpoint) Model.Load/Status (with its config), a greedy complete() reply that the
+chat() stream reproduces piece by piece, history, sampling and unload succeed through the SDK,
+and the example prints the model and a streamed reply."""
 import os
 import shutil
 import subprocess
@@ -16,6 +18,7 @@ import unittest
 import nanochat_client as nc
 from nanochat_client import train_pb2
 
+import nc_models as M
 from nc_harness import Server, rpc_table
 
 TOKEN = "sdk-admin-token-0123456789"
@@ -119,35 +122,24 @@ class Errors(unittest.TestCase):
             with self.assertRaises(nc.Unavailable):
                 c.wait_ready(0.5)
 
-    def test_engine_methods_typed_until_they_land(self):
-        """Chat, Model.Load/Sample, Train.* starters, Eval: a result or the typed error."""
+    def test_model_methods_need_a_model_starters_typed(self):
+        """Without a model: chat, complete, sampling, Eval.Loss are FailedPrecondition; the
+        Train.* / Eval starters give a job handle or Unimplemented (not landed)."""
         with Server(args=["--enable-test-jobs"]) as srv, client(srv) as c:
-            not_yet = (nc.Unimplemented, nc.FailedPrecondition)
-            try:
-                stream = c.chat("hello", max_tokens=8, ephemeral=True)
-                text = "".join(stream)
-                self.assertIsNotNone(stream.done)
-                self.assertEqual(text, stream.text)
-            except not_yet as e:
-                self.assertTrue(e.message)
-            try:
-                r = c.complete([("user", "hi")], max_tokens=4, ephemeral=True)
-                self.assertTrue(r.finish_reason)
-            except not_yet:
-                pass
-            for call in (lambda: c.sample("hi", max_tokens=2), lambda: list(c.sample_stream("hi")),
+            for call in (lambda: list(c.chat("hello", max_tokens=8, ephemeral=True)),
+                         lambda: c.complete([("user", "hi")], max_tokens=4, ephemeral=True),
+                         lambda: c.sample("hi", max_tokens=2), lambda: list(c.sample_stream("hi")),
                          lambda: c.eval_loss(steps=1)):
-                try:
+                with self.assertRaises(nc.FailedPrecondition) as cm:
                     call()
-                except not_yet:
-                    pass
+                self.assertIn("no model loaded", cm.exception.message)
             for start in (lambda: c.train_base(depth=1, num_iterations=1),
                           lambda: c.train_tokenizer(max_chars=1000, vocab_size=300),
                           lambda: c.train_sft(), lambda: c.train_rl(),
                           lambda: c.eval_core(max_per_task=1), lambda: c.eval_chat(task_name="GSM8K")):
                 try:
                     job = start()
-                except not_yet as e:
+                except (nc.Unimplemented, nc.FailedPrecondition) as e:
                     self.assertTrue(e.message)
                     continue
                 self.assertEqual(len(job.id), 16)   # landed: a job handle
@@ -157,45 +149,82 @@ class Errors(unittest.TestCase):
 class Chat(unittest.TestCase):
     def test_chat_stream_error_is_typed_not_grpc(self):
         with Server() as srv, client(srv) as c:
-            try:
-                for _ in c.chat([{"role": "system", "content": "be brief"}, ("user", "hi")]):
+            stream = c.chat([{"role": "system", "content": "be brief"}, ("user", "hi")])
+            with self.assertRaises(nc.FailedPrecondition) as cm:
+                for _ in stream:
                     pass
-            except nc.NanochatError as e:
-                self.assertIsInstance(e, (nc.Unimplemented, nc.FailedPrecondition))
-                self.assertNotIsInstance(e, __import__("grpc").RpcError)
+            self.assertNotIsInstance(cm.exception, __import__("grpc").RpcError)
+            self.assertEqual(str(cm.exception), "FAILED_PRECONDITION: no model loaded")
+            self.assertIsNone(stream.done)
 
     def test_chat_bad_request_is_invalid_argument(self):
         with Server() as srv, client(srv) as c:
-            with self.assertRaises((nc.InvalidArgument, nc.Unimplemented)):
+            with self.assertRaises(nc.InvalidArgument) as cm:   # field rules come before the model
                 list(c.chat("x", temperature=5.0))
+            self.assertIn("temperature", cm.exception.message)
             with self.assertRaises(nc.InvalidArgument):
                 c.chat([object()])
 
 
+GREEDY = dict(max_tokens=16, temperature=0, tools=False)   # the served-model tests' request
+
+
 class Served(unittest.TestCase):
     def test_chat_complete_history_sample_with_a_loaded_model(self):
-        import nc_models as M
         srv = M.model_server(token=TOKEN)
         with srv, client(srv, token=TOKEN) as c:
             with self.assertRaises(nc.FailedPrecondition):
                 c.complete("hi", max_tokens=2)
             st = c.load_model(phase="sft", model_tag="d2")
             self.assertTrue(st.loaded)
-            self.assertEqual(st.model_tag, "d2")
-            stream = c.chat("Hello there", max_tokens=12, temperature=0, tools=False)
-            text = "".join(stream)
-            self.assertEqual(text, stream.text)
-            self.assertEqual(stream.done.usage.completion_tokens, 12)
+            st = c.model_status()
+            self.assertEqual((st.loaded, st.phase, st.model_tag, st.step, st.device),
+                             (True, nc.common_pb2.PHASE_SFT, "d2", 0, "cpu"))
+            self.assertEqual((st.config.n_layer, st.config.n_embd, st.config.sequence_len, st.config.vocab_size),
+                             (2, 128, 128, 2048))
+            self.assertEqual(st.sha256, srv.ckpts[("sft", "d2")]["sha256"])
+            r = c.complete("Hello there", ephemeral=True, **GREEDY)
+            self.assertTrue(r.content)
+            self.assertGreater(r.tokens_generated, 0)
+            self.assertLessEqual(r.tokens_generated, 16)
+            stream = c.chat("Hello there", **GREEDY)
+            pieces = list(stream)
+            self.assertGreater(len(pieces), 0)
+            self.assertEqual("".join(pieces), r.content)
+            self.assertEqual(stream.text, r.content)
+            self.assertEqual(stream.done.usage.completion_tokens, r.tokens_generated)
+            self.assertEqual(stream.done.finish_reason, r.finish_reason)
             self.assertEqual(len(stream.session_id), 32)
-            r = c.complete("Hello there", max_tokens=12, temperature=0, tools=False, ephemeral=True)
-            self.assertEqual(r.content, text)
-            self.assertEqual([m.content for m in c.history(stream.session_id).session.messages], ["Hello there", text])
+            self.assertEqual([m.content for m in c.history(stream.session_id).session.messages],
+                             ["Hello there", r.content])
             s = c.sample("ROMEO:", max_tokens=4, temperature=0, num_samples=2)
             self.assertEqual(len(s.samples), 2)
+            self.assertTrue(s.samples[0])
             self.assertEqual(s.samples[0], s.samples[1])
             self.assertFalse(c.unload_model().loaded)
             with self.assertRaises(nc.FailedPrecondition):
                 list(c.chat("hi", max_tokens=2))
+
+    def test_example_with_and_without_a_model(self):
+        srv = M.model_server(args=["--enable-test-jobs"])
+        with srv, client(srv) as c:
+            out = run_example(self, srv, "--test-job")           # no model loaded yet
+            self.assertIn("health: ok", out)
+            self.assertIn("model: none loaded", out)
+            self.assertIn("chat: not available: FAILED_PRECONDITION: no model loaded", out)
+            self.assertIn("step 5/5", out)
+            self.assertIn(": succeeded", out)
+            c.load_model(phase="sft")
+            out = run_example(self, srv, "--prompt", "Hello")    # a model: status and a streamed reply
+            self.assertIn("model: PHASE_SFT d2 step 0 (2 layers, context 128)", out)
+            self.assertRegex(out, r"chat: done: [1-9][0-9]* tokens, FINISH_(LENGTH|STOP), session [0-9a-f]{32}\n")
+
+
+def run_example(test, srv, *args):
+    p = subprocess.run([sys.executable, os.path.join(SRC, "clients", "python", "example.py"),
+                        "127.0.0.1:%d" % srv.port] + list(args), capture_output=True, text=True, timeout=120)
+    test.assertEqual(p.returncode, 0, p.stderr)
+    return p.stdout
 
 
 class Jobs(unittest.TestCase):
@@ -275,19 +304,6 @@ class Tls(unittest.TestCase):
                         c.checkpoints()
         finally:
             shutil.rmtree(d, ignore_errors=True)
-
-
-class Example(unittest.TestCase):
-    def test_example_runs(self):
-        with Server(args=["--enable-test-jobs"]) as srv:
-            p = subprocess.run([sys.executable, os.path.join(SRC, "clients", "python", "example.py"),
-                                "127.0.0.1:%d" % srv.port, "--test-job"],
-                               capture_output=True, text=True, timeout=120)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertIn("health: ok", p.stdout)
-            self.assertIn("chat: ", p.stdout)
-            self.assertIn("step 5/5", p.stdout)
-            self.assertIn(": succeeded", p.stdout)
 
 
 if __name__ == "__main__":
