@@ -99,17 +99,16 @@ TEST(CClient, GeneratedMethodTable) {
   EXPECT_STREQ(nc_client_code_name(99), "UNKNOWN");
 }
 
+// Sets an optional scalar field of a protobuf-c message (has_<field> and <field>).
+#define PB_SET(msg, field, value) ((msg).has_##field = 1, (msg).field = (value))
+
 // The greedy request of the served-model tests: temperature 0, 16 tokens, no tool, nothing stored.
 Nanochat__V1__ChatRequest GreedyOpts() {
   Nanochat__V1__ChatRequest o = NANOCHAT__V1__CHAT_REQUEST__INIT;
-  o.has_max_tokens = 1;
-  o.max_tokens = 16;
-  o.has_temperature = 1;
-  o.temperature = 0;
-  o.has_tools = 1;
-  o.tools = 0;
-  o.has_ephemeral = 1;
-  o.ephemeral = 1;
+  PB_SET(o, max_tokens, 16);
+  PB_SET(o, temperature, 0);
+  PB_SET(o, tools, 0);
+  PB_SET(o, ephemeral, 1);
   return o;
 }
 
@@ -153,8 +152,7 @@ StreamedChat StreamChat(nc_client *cl, const char *prompt, const Nanochat__V1__C
 int Complete(nc_client *cl, const char *prompt, Nanochat__V1__ChatRequest rq,
              Nanochat__V1__ChatResponse **out, nc_client_error *err) {
   Nanochat__V1__ChatMessage user = NANOCHAT__V1__CHAT_MESSAGE__INIT;
-  user.has_role = 1;
-  user.role = NANOCHAT__V1__ROLE__ROLE_USER;
+  PB_SET(user, role, NANOCHAT__V1__ROLE__ROLE_USER);
   user.content = (char *)prompt;
   Nanochat__V1__ChatMessage *msgs[] = {&user};
   rq.n_messages = 1;
@@ -164,8 +162,7 @@ int Complete(nc_client *cl, const char *prompt, Nanochat__V1__ChatRequest rq,
 
 int LoadTinyModel(nc_client *cl, Nanochat__V1__ModelStatus **st, nc_client_error *err) {
   Nanochat__V1__ModelLoadRequest lq = NANOCHAT__V1__MODEL_LOAD_REQUEST__INIT;
-  lq.has_phase = 1;
-  lq.phase = NANOCHAT__V1__PHASE__PHASE_SFT;
+  PB_SET(lq, phase, NANOCHAT__V1__PHASE__PHASE_SFT);
   lq.model_tag = (char *)"d2";
   return ncc_model_load(cl, &lq, st, 0, err);
 }
@@ -241,12 +238,9 @@ TEST(CClient, ServedModelLoadStatusChatSample) {
   // Model.Sample, greedy twice: the same text
   Nanochat__V1__SampleRequest sq = NANOCHAT__V1__SAMPLE_REQUEST__INIT;
   sq.prompt = (char *)"ROMEO:";
-  sq.has_max_tokens = 1;
-  sq.max_tokens = 4;
-  sq.has_temperature = 1;
-  sq.temperature = 0;
-  sq.has_num_samples = 1;
-  sq.num_samples = 2;
+  PB_SET(sq, max_tokens, 4);
+  PB_SET(sq, temperature, 0);
+  PB_SET(sq, num_samples, 2);
   Nanochat__V1__SampleResponse *sr = nullptr;
   ASSERT_EQ(ncc_model_sample(c.cl, &sq, &sr, 0, &err), NCC_OK) << err.message;
   ASSERT_EQ(sr->n_samples, 2u);
