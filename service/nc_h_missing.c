@@ -17,7 +17,6 @@ MISSING(nc_h_model_sample, "Model.Sample: the inference engine is not built into
 MISSING(nc_h_model_sample_stream, "Model.SampleStream: the inference engine is not built into this server yet")
 MISSING(nc_h_model_unload, "Model.Unload: the inference engine is not built into this server yet")
 MISSING(nc_h_checkpoint_save, "Checkpoint.Save: saving the served model needs the inference engine, not built yet")
-MISSING(nc_h_train_base, "Train.Base: pretraining jobs are not built yet")
 MISSING(nc_h_train_sft, "Train.Sft: supervised fine-tuning jobs are not built yet")
 MISSING(nc_h_train_rl, "Train.Rl: reinforcement-learning jobs are not built yet")
 MISSING(nc_h_eval_core, "Eval.Core: the CORE evaluation is not built yet")
