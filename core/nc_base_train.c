@@ -261,7 +261,8 @@ static int save(run *r, int64_t step, int final) {
   if (rc) return failf(r, rc, "checkpoint at step %lld: %s", (long long)step, err.msg);
   r->last_saved = step;
   if (r->res) r->res->last_ckpt_step = step;
-  if (fault(r, "files_durable", step)) return failf(r, NC_EIO, "fault injected after the checkpoint files");
+  if (fault(r, "files_durable", step))
+    return failf(r, NC_EIO, "checkpoint at step %lld: fault injected after its files", (long long)step);
   c.step = step;
   snprintf(c.model_file, sizeof c.model_file, "model_%06lld.safetensors", (long long)step);
   snprintf(c.optim_file, sizeof c.optim_file, "optim_%06lld_rank0.safetensors", (long long)step);
@@ -316,7 +317,8 @@ static int one_step(run *r, int64_t step, int32_t *in, int32_t *tg, double *trai
   double dt = now_s() - t;
   if (rc == NC_ECANCELED) return rc;
   if (rc == NC_ERANGE)
-    return failf(r, rc, "loss diverged at step %lld (loss %g)", (long long)step, (double)so.last_loss);
+    return failf(r, rc, "loss diverged at step %lld (loss %g, gradient norm %g)", (long long)step,
+                 (double)so.last_loss, so.grad_norm);
   if (rc) return failf(r, rc, "training step %lld: %s", (long long)step, nc_strerror(rc));
   /* the step is complete: its micro-batches are now part of the committed data position */
   nc_loader_state tmp = r->committed;

@@ -34,8 +34,8 @@
  * step), writes a final checkpoint unless nothing was trained since the start (or the step was
  * just saved), and returns NC_OK with res->stopped = 1. A hook returning non-zero is treated
  * the same way (the consumer is gone) and the run returns NC_EIO after the final checkpoint.
- * A non-finite loss returns NC_ERANGE with "loss diverged at step S (loss nan)" in msg and
- * writes nothing.
+ * A non-finite loss or gradient returns NC_ERANGE with "loss diverged at step S (loss L,
+ * gradient norm G)" in msg and writes nothing.
  *
  * Threads: OpenMP for the model (threads > 0 sets omp_set_num_threads), one prefetch thread.
  * The hooks run on the calling thread. Errors: NC_OK or negative NC_E* codes with a message:

@@ -141,16 +141,17 @@ typedef struct nc_train_step_out {
   double loss;        /* mean of the micro-batch losses (nats/token)                          */
   float last_loss;    /* the last micro-batch's loss (what base_train logs)                   */
   int micro_done;     /* micro-batches consumed (grad_accum on success)                       */
-  double grad_norm;   /* from nc_optim_step (-1 unless clipping is on)                        */
+  double grad_norm;   /* global L2 norm of the accumulated gradient (before any clipping)     */
 } nc_train_step_out;
 
 /* base_train's step: zero grads; for each of grad_accum micro-batches: next(), forward +
- * backward of loss / grad_accum; every micro-batch loss must be finite; then the schedule
+ * backward of loss / grad_accum; every micro-batch loss and the gradient's global norm must
+ * be finite (the softcapped head can turn a NaN model into a finite loss); then the schedule
  * (lr = initial_lr * lrm; Muon momentum and weight decay) and one optimizer step; grads
  * are left as computed. Returns
  *   NC_OK
- *   NC_ERANGE     a micro-batch loss was NaN/inf: no optimizer step (the model is unchanged;
- *                 the caller reports "loss diverged")
+ *   NC_ERANGE     a micro-batch loss or the gradient norm was NaN/inf: no optimizer step
+ *                 (the model is unchanged; the caller reports "loss diverged")
  *   NC_ECANCELED  stop() returned non-zero before the last micro-batch: the step is
  *                 abandoned, grads zeroed, the model unchanged (out->micro_done batches
  *                 were consumed)

@@ -45,8 +45,21 @@ int nc_train_step(nc_model *m, nc_optim *o, const nc_train_step_cfg *c, nc_train
     sum += loss;
   }
   out->loss = sum / c->grad_accum;
+  /* the loss alone can hide a NaN model (the fused softcapped head maps non-finite logits to
+   * finite values), so the gradients must be finite too */
+  int np;
+  const nc_param *ps = nc_model_params(m, &np);
+  double gn = nc_grad_global_norm(ps, np);
+  out->grad_norm = gn;
+  if (!isfinite(gn)) {
+    nc_model_zero_grad(m);
+    return NC_ERANGE;
+  }
   nc_optim_set_schedule(o, c->lrm, c->muon_momentum, c->muon_weight_decay);
-  return nc_optim_step(o, &out->grad_norm);
+  double clipped_norm;
+  int rc = nc_optim_step(o, &clipped_norm);
+  if (clipped_norm >= 0) out->grad_norm = clipped_norm;
+  return rc;
 }
 
 nc_train_loop_state nc_train_loop_state_init(void) {
