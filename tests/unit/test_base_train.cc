@@ -114,7 +114,7 @@ int run(const std::string &corpus, const std::string &ckdir, Rec &rec, int64_t r
   cfg.corpus_dir = corpus.c_str();
   cfg.ckpt_dir = ckdir.c_str();
   cfg.resume_from_step = resume;
-  cfg.threads = 1;
+  cfg.threads = getenv("NCT_THREADS") ? atoi(getenv("NCT_THREADS")) : 1;
   cfg.loader_buffer = 64;
   nc_base_hooks h = rec.hooks();
   nc_base_result r;
