@@ -20,6 +20,7 @@
 #include "nc_kernels.h"
 #include "nc_prefetch.h"
 
+
 typedef struct run {
   const nc_base_run_cfg *cfg;
   const nc_base_hooks *h;
@@ -435,6 +436,7 @@ int nc_base_run(const nc_base_run_cfg *cfg, const nc_base_hooks *h, nc_base_resu
   if (!cfg || !cfg->tok || !cfg->corpus_dir || !cfg->ckpt_dir) return failf(&r, NC_EINVAL, "NULL argument");
   if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
   nc_blas_single_thread();
+  nc_train_flush_denormals();
   int vocab = nc_tok_vocab_size(cfg->tok);
   int rc = nc_base_plan_make(&cfg->opts, vocab, r.plan, msg, msglen);
   if (rc) return rc;

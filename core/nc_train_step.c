@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "nc_err.h"
 #include "nc_train.h"
@@ -60,6 +63,15 @@ int nc_train_step(nc_model *m, nc_optim *o, const nc_train_step_cfg *c, nc_train
   int rc = nc_optim_step(o, &clipped_norm);
   if (clipped_norm >= 0) out->grad_norm = clipped_norm;
   return rc;
+}
+
+void nc_train_flush_denormals(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  const unsigned ftz_daz = 0x8040; /* MXCSR FTZ (bit 15) | DAZ (bit 6) */
+  _mm_setcsr(_mm_getcsr() | ftz_daz);
+#pragma omp parallel
+  _mm_setcsr(_mm_getcsr() | ftz_daz);
+#endif
 }
 
 nc_train_loop_state nc_train_loop_state_init(void) {
