@@ -11,7 +11,11 @@ corpus, tokenizer and options, alternating A/B in the same run.
 Measures per side: training tokens/s (tokens / sum of step times: the job's final
 "tokens_per_sec" metric, and the core run's), and end-to-end tokens/s (tokens / wall time from
 the start request to the end: the job's Train.Base call until its final STATE event, against the
-reference process's whole life). Overhead = 1 - job / core, from the medians over rounds.
+reference process's whole life). Overhead = 1 - job / core, from the medians over rounds and
+as the median of the per-round (back-to-back) ratios, and between each side's best round (the
+least disturbed sample, as bench_train.py reports); plus the CPU nanochatd itself used while
+the job ran (event decoding, LMDB commits, the subscriber's stream) as a share of the job's
+cores x wall time: the part of the overhead that does not drown in a shared machine's noise.
 Corpus: --corpus DIR (e.g. <data-dir>/corpus from scripts/build-corpus), else tinyshakespeare
 (../shared/data) as documents of ~800 characters. Prints one JSON document.
 """
@@ -83,6 +87,13 @@ def run_core(a, corpus, tok, ckdir):
     return r
 
 
+def proc_cpu_s(pid):
+    """utime + stime of a process (all threads), seconds"""
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_job(a, srv, n):
     from nanochat.v1 import train_pb2
     req = train_pb2.TrainBaseRequest(
@@ -91,6 +102,7 @@ def run_job(a, srv, n):
         eval_every=-1, eval_tokens=a.device_batch * a.seq, threads=a.threads, model_tag="bench%d" % n,
         dataset=train_pb2.DatasetRef(name="bench"))
     t0 = time.perf_counter()
+    c0 = proc_cpu_s(srv.proc.pid)
     ref = srv.stub("Train").Base(req, timeout=30)
     final, metrics, progress = None, {}, 0
     for e in srv.stub("Train").Status(train_pb2.TrainStatusRequest(job_id=ref.job_id), timeout=3600):
@@ -101,12 +113,14 @@ def run_job(a, srv, n):
         if e.kind == train_pb2.EVENT_STATE and e.state not in (train_pb2.JOB_QUEUED, train_pb2.JOB_RUNNING):
             final = e.state
     wall = time.perf_counter() - t0
+    server_cpu = proc_cpu_s(srv.proc.pid) - c0
     if final != train_pb2.JOB_SUCCEEDED:
         raise RuntimeError("job ended %s" % final)
     tokens = a.steps * a.total_batch
     return {"impl": "job", "steps": a.steps, "tokens": tokens, "tokens_per_sec": metrics["tokens_per_sec"],
             "final_loss": metrics["train_loss"], "wall_s": wall, "e2e_tokens_per_sec": tokens / wall,
-            "progress_events": progress}
+            "progress_events": progress, "server_cpu_s": server_cpu,
+            "server_cpu_share": server_cpu / (wall * a.threads)}
 
 
 def main():
@@ -161,6 +175,8 @@ def main():
         for side in ("core", "job"):
             for k in ("tokens_per_sec", "e2e_tokens_per_sec"):
                 med["%s_%s" % (side, k)] = statistics.median(r[side][k] for r in rounds)
+        ratio = {k: statistics.median(r["job"][k] / r["core"][k] for r in rounds)
+                 for k in ("tokens_per_sec", "e2e_tokens_per_sec")}
         out = {
             "config": {"depth": a.depth, "head_dim": a.head_dim, "seq": a.seq, "device_batch": a.device_batch,
                        "total_batch": a.total_batch, "steps": a.steps, "vocab": a.vocab, "threads": a.threads,
@@ -169,6 +185,12 @@ def main():
             "median": med,
             "overhead_train": 1 - med["job_tokens_per_sec"] / med["core_tokens_per_sec"],
             "overhead_e2e": 1 - med["job_e2e_tokens_per_sec"] / med["core_e2e_tokens_per_sec"],
+            "paired_overhead_train": 1 - ratio["tokens_per_sec"],
+            "paired_overhead_e2e": 1 - ratio["e2e_tokens_per_sec"],
+            "best": {side: max(r[side]["tokens_per_sec"] for r in rounds) for side in ("core", "job")},
+            "overhead_best": 1 - max(r["job"]["tokens_per_sec"] for r in rounds)
+                             / max(r["core"]["tokens_per_sec"] for r in rounds),
+            "server_cpu_share": statistics.median(r["job"]["server_cpu_share"] for r in rounds),
             "loadavg": os.getloadavg(),
         }
         print(json.dumps(out, indent=2))
