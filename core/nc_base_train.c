@@ -45,6 +45,7 @@ typedef struct run {
   int64_t start_step, last_saved;
   int lost;                  /* a hook failed: stop and report NC_EIO                  */
   const char *val_split;     /* "val", or "train" when the corpus has no val split     */
+  int eval_wraps;            /* the val split is shorter than one batch (logged once)  */
   double t0;
 } run;
 
@@ -197,27 +198,42 @@ static void teardown(run *r) {
 
 /* ------------------------------------------------------------------ evaluation */
 
-static int evaluate(run *r, int64_t step) {
+/* One pass of the validation loader: the split read once from its start (wrap 0), so the value
+ * equals Eval.Loss / nc_ckpt_tool bpb over the same rows; wrap 1 cycles a split shorter than
+ * one batch. */
+static int eval_pass(run *r, int wrap, nc_bpb_acc *acc, char *err, size_t errlen) {
   const nc_base_opts *o = &r->cfg->opts;
-  double t = now_s();
-  char err[512];
   nc_corpus_opts vo = {.dir = r->cfg->corpus_dir, .split = r->val_split};
   nc_corpus *vc = NULL;
   nc_loader *vl = NULL;
-  int rc = nc_corpus_open(&vo, &vc, err, sizeof err);
-  if (rc) return failf(r, rc, "validation corpus: %s", err);
-  nc_corpus_source vs = {vc, &r->tok, r->bos, 1};
+  int rc = nc_corpus_open(&vo, &vc, err, errlen);
+  if (rc) return rc;
+  err[0] = 0;
+  nc_corpus_source vs = {vc, &r->tok, r->bos, wrap};
   nc_loader_cfg lc = {o->device_batch_size, o->max_seq_len, 1000};
   rc = nc_loader_create(lc, nc_corpus_doc_source(&vs), &vl);
-  nc_bpb_acc acc;
-  memset(&acc, 0, sizeof acc);
+  memset(acc, 0, sizeof *acc);
   if (!rc)
     rc = nc_eval_bpb(r->m, vl, o->device_batch_size, o->max_seq_len,
                      r->plan->eval_steps > 1000000 ? 1000000 : (int)r->plan->eval_steps, r->token_bytes,
-                     &acc, stop_cb, r);
+                     acc, stop_cb, r);
   nc_loader_free(vl);
   nc_corpus_close(vc);
+  return rc;
+}
+
+static int evaluate(run *r, int64_t step) {
+  double t = now_s();
+  nc_bpb_acc acc;
+  char err[512];
+  int rc = eval_pass(r, r->eval_wraps, &acc, err, sizeof err);
+  if (rc == NC_ENOTFOUND && !r->eval_wraps && !err[0]) {
+    logf_(r, "the %s split is shorter than one batch: validation cycles it", r->val_split);
+    r->eval_wraps = 1;
+    rc = eval_pass(r, 1, &acc, err, sizeof err);
+  }
   if (rc == NC_ECANCELED) return rc;
+  if (rc && err[0]) return failf(r, rc, "validation corpus: %s", err);
   if (rc) return failf(r, rc, "validation at step %lld: %s", (long long)step, nc_strerror(rc));
   double bpb = nc_bpb_value(&acc);
   r->s.val_bpb = bpb;

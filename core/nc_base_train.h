@@ -18,7 +18,10 @@
  * best-fit with cropping into rows of T+1 (nc_loader.h), produced on a prefetch thread
  * (nc_prefetch.h) so tokenization overlaps compute. Validation: the val split (the train split
  * when the corpus has none, with a log line saying so), a fresh loader per evaluation (the
- * same batches every time), eval_steps batches of device_batch_size x T, bits per byte with
+ * same batches every time) that reads the split once from its start — so the value equals
+ * Eval.Loss over the same rows; nanochat's loader cycles the split, which differs only when the
+ * split is smaller than its 1000-document buffer (here a split shorter than one batch is
+ * cycled, logged once) — eval_steps batches of device_batch_size x T, bits per byte with
  * the tokenizer's raw token byte lengths (nc_eval.h).
  *
  * Checkpoints (nc_checkpoint.h) in ckpt_dir: model + optimizer state (F32, bit-exact) + meta

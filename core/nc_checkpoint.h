@@ -61,6 +61,10 @@ typedef struct nc_ckpt_dir nc_ckpt_dir;
 /* 1 if tag matches [A-Za-z0-9][A-Za-z0-9_.-]{0,63}, else 0. */
 int nc_ckpt_valid_tag(const char *tag);
 
+/* nanochat's directory name of a phase: "base" -> "base_checkpoints", "sft" ->
+ * "chatsft_checkpoints", "rl" -> "chatrl_checkpoints"; NULL for anything else. Static string. */
+const char *nc_ckpt_phase_dir(const char *phase);
+
 /* Opens <root>/<phase_dir>/<tag> (phase "base" | "sft" | "rl"), creating the two
  * components when create is set. root is trusted (server configuration). On success *out
  * owns a directory fd; close with nc_ckpt_dir_close. NC_ST_E_PATH (bad phase/tag),

@@ -73,15 +73,20 @@ static int wrap(int fd, nc_ckpt_dir **out, nc_st_error *err) {
   return NC_OK;
 }
 
+const char *nc_ckpt_phase_dir(const char *phase) {
+  if (!phase) return NULL;
+  return !strcmp(phase, "base")  ? "base_checkpoints"
+         : !strcmp(phase, "sft") ? "chatsft_checkpoints"
+         : !strcmp(phase, "rl")  ? "chatrl_checkpoints"
+                                 : NULL;
+}
+
 int nc_ckpt_dir_open(const char *root, const char *phase, const char *tag, int create,
                      nc_ckpt_dir **out, nc_st_error *err) {
   if (!out) return nc_st_fail(err, NC_ST_E_ARG, "NULL argument");
   *out = NULL;
   if (!root || !phase || !tag) return nc_st_fail(err, NC_ST_E_ARG, "NULL argument");
-  const char *pdir = !strcmp(phase, "base") ? "base_checkpoints"
-                     : !strcmp(phase, "sft") ? "chatsft_checkpoints"
-                     : !strcmp(phase, "rl")  ? "chatrl_checkpoints"
-                                             : NULL;
+  const char *pdir = nc_ckpt_phase_dir(phase);
   if (!pdir) return nc_st_fail(err, NC_ST_E_PATH, "phase must be base, sft or rl");
   if (!nc_ckpt_valid_tag(tag))
     return nc_st_fail(err, NC_ST_E_PATH, "tag must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}");

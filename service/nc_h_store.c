@@ -12,6 +12,7 @@
 #include "nanochat/v1/chat.pb-c.h"
 #include "nanochat/v1/checkpoint.pb-c.h"
 #include "nc_call.h"
+#include "nc_checkpoint.h"
 #include "nc_err.h"
 #include "nc_store.h"
 
@@ -54,12 +55,8 @@ int nc_h_chat_history(nc_call *c, const ProtobufCMessage *req) {
 
 /* nanochat's directory of a phase under <data-dir>/checkpoints (nc_checkpoint.h layout). */
 static const char *phase_dir(int phase) {
-  switch (phase) {
-    case NANOCHAT__V1__PHASE__PHASE_BASE: return "base_checkpoints";
-    case NANOCHAT__V1__PHASE__PHASE_SFT: return "chatsft_checkpoints";
-    case NANOCHAT__V1__PHASE__PHASE_RL: return "chatrl_checkpoints";
-    default: return NULL;
-  }
+  static const char *names[] = {NULL, "base", "sft", "rl"};
+  return phase >= 1 && phase <= 3 ? nc_ckpt_phase_dir(names[phase]) : NULL;
 }
 
 /* SHA-256 of a file opened relative to the data dir (no symlinks). 0 and hex on success. */

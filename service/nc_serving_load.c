@@ -25,12 +25,7 @@ const char *nc_serving_phase_name(int phase) {
 }
 
 const char *nc_serving_phase_dir(int phase) {
-  switch (phase) {
-    case 1: return "base_checkpoints";
-    case 2: return "chatsft_checkpoints";
-    case 3: return "chatrl_checkpoints";
-    default: return NULL;
-  }
+  return nc_ckpt_phase_dir(nc_serving_phase_name(phase));
 }
 
 /* The checkpoint error's message with its code (nc_st_error kinds map to NC_E* codes). */

@@ -75,15 +75,16 @@ static int mkdir_one(const char *path) {
 
 int nc_train_ckpt_dir(const char *data_dir, const char *phase, const char *tag, int create, char *out, size_t cap) {
   if (!data_dir || !phase || !tag || !out) return NC_EINVAL;
-  if (strcmp(phase, "base") && strcmp(phase, "sft") && strcmp(phase, "rl")) return NC_EINVAL;
+  const char *pdir = nc_ckpt_phase_dir(phase);
+  if (!pdir) return NC_EINVAL;
   if (!nc_ckpt_valid_tag(tag)) return NC_EINVAL;
-  int n = snprintf(out, cap, "%s/checkpoints/%s/%s", data_dir, phase, tag);
+  int n = snprintf(out, cap, "%s/checkpoints/%s/%s", data_dir, pdir, tag);
   if (n < 0 || (size_t)n >= cap) return NC_EINVAL;
   if (!create) return NC_OK;
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s/checkpoints", data_dir);
   if (mkdir_one(tmp)) return NC_EIO;
-  snprintf(tmp, sizeof tmp, "%s/checkpoints/%s", data_dir, phase);
+  snprintf(tmp, sizeof tmp, "%s/checkpoints/%s", data_dir, pdir);
   if (mkdir_one(tmp) || mkdir_one(out)) return NC_EIO;
   return NC_OK;
 }

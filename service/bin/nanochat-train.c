@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nc_checkpoint.h"
 #include "nc_base_train.h"
 #include "nc_err.h"
 #include "nc_jobio.h"
@@ -150,8 +151,8 @@ static int h_checkpoint(void *ctx, const nc_train_ckpt *c) {
   job *j = ctx;
   flush_pending(j);
   char path[512], opath[512], wp[NC_WINDOW_PATTERN_MAX + 1];
-  snprintf(path, sizeof path, "checkpoints/base/%s/%s", j->tag, c->model_file);
-  snprintf(opath, sizeof opath, "checkpoints/base/%s/%s", j->tag, c->optim_file);
+  snprintf(path, sizeof path, "checkpoints/%s/%s/%s", nc_ckpt_phase_dir("base"), j->tag, c->model_file);
+  snprintf(opath, sizeof opath, "checkpoints/%s/%s/%s", nc_ckpt_phase_dir("base"), j->tag, c->optim_file);
   snprintf(wp, sizeof wp, "%s", c->config.window_pattern);
   Nanochat__V1__ModelConfig mc = NANOCHAT__V1__MODEL_CONFIG__INIT;
   mc.has_sequence_len = mc.has_vocab_size = mc.has_n_layer = mc.has_n_head = mc.has_n_kv_head = mc.has_n_embd = 1;

@@ -304,6 +304,40 @@ class Served(unittest.TestCase):
                 self.assertEqual(p.wait(), 0)
             self.assertEqual([m.content for m in c.history(sid).session.messages], ["Hello there", want.content])
 
+    def test_model_load_unload_sample_and_save(self):
+        srv = M.model_server()
+        with srv, sdk(srv) as c:
+            p = run(srv, "model", "status")
+            self.assertEqual((p.returncode, p.stdout), (0, "model:    none loaded\n"), p.stderr)
+            p = run(srv, "sample", "Once", "upon", "--temperature", "0", "--max-tokens", "8")
+            self.assertEqual(p.returncode, NO_MODEL_RC, p.stderr)
+            p = run(srv, "model", "load", "--phase", "sft", "--model-tag", "d2")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("model:    sft d2 step 0 on cpu", p.stdout)
+            self.assertIn("shape:    2 layers, 2 heads, d=128, ctx 128, vocab 2048", p.stdout)
+            p = run(srv, "model", "load", "--model-tag", "nosuch")
+            self.assertEqual(p.returncode, 5, p.stderr)                  # NOT_FOUND
+            self.assertIn("nosuch", p.stderr)
+            want = c.sample("Once upon", temperature=0, max_tokens=8).samples[0]
+            self.assertTrue(want)
+            p = run(srv, "sample", "Once", "upon", "--temperature", "0", "--max-tokens", "8")
+            self.assertEqual((p.returncode, p.stdout), (0, want + "\n"), p.stderr)
+            p = run(srv, "sample", "-", "--temperature", "0", "--max-tokens", "8", input="Once upon")
+            self.assertEqual((p.returncode, p.stdout), (0, want + "\n"), p.stderr)
+            p = run(srv, "--json", "sample", "Once upon", "--temperature", "0", "--max-tokens", "8",
+                    "--num-samples", "2")
+            self.assertEqual(json.loads(p.stdout), {"samples": [want, want]}, p.stderr)
+            p = run(srv, "sample", "x", "--temperature", "3")
+            self.assertEqual(p.returncode, 3, p.stderr)                  # INVALID_ARGUMENT
+            self.assertIn("temperature", p.stderr)
+            p = run(srv, "save", "--tag", "copy", "--step", "5")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("copy", run(srv, "checkpoints", "--tag", "copy").stdout)
+            self.assertEqual(run(srv, "save", "--tag", "copy", "--step", "5").returncode, 6)
+            p = run(srv, "model", "unload")
+            self.assertEqual((p.returncode, p.stdout), (0, "model:    none loaded\n"), p.stderr)
+            self.assertFalse(c.model_status().loaded)
+
 
 if __name__ == "__main__":
     unittest.main()

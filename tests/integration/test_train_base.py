@@ -16,7 +16,7 @@ import unittest
 
 import grpc
 
-from nanochat.v1 import checkpoint_pb2, common_pb2, train_pb2
+from nanochat.v1 import checkpoint_pb2, common_pb2, eval_pb2, model_pb2, train_pb2
 
 from nc_harness import BUILD, Server
 
@@ -162,7 +162,7 @@ class TrainBase(unittest.TestCase):
             cks = [e.checkpoint for e in evs if e.kind == train_pb2.EVENT_CHECKPOINT]
             self.assertEqual([c.step for c in cks], [6, 12])
             self.assertEqual(cks[-1].tag, "d2")
-            self.assertEqual(cks[-1].path, "checkpoints/base/d2/model_000012.safetensors")
+            self.assertEqual(cks[-1].path, "checkpoints/base_checkpoints/d2/model_000012.safetensors")
             self.assertEqual(cks[-1].config.n_embd, 128)
             self.assertEqual(cks[-1].config.vocab_size, 1024)
             self.assertAlmostEqual(cks[-1].val_bpb, evals[-1].metrics["val_bpb"], places=9)
@@ -176,11 +176,24 @@ class TrainBase(unittest.TestCase):
                              [(6, common_pb2.CHECKPOINT_OK), (12, common_pb2.CHECKPOINT_OK)])
             self.assertEqual(ls[1].job_id, ref.job_id)
             for f in ("model_000012.safetensors", "optim_000012_rank0.safetensors", "meta_000012.json"):
-                self.assertTrue(os.path.exists(os.path.join(srv.data_dir, "checkpoints", "base", "d2", f)))
+                self.assertTrue(os.path.exists(os.path.join(srv.data_dir, "checkpoints", "base_checkpoints", "d2", f)))
             with open(os.path.join(srv.data_dir, "jobs", ref.job_id, "output.log")) as f:
                 log = f.read()
             self.assertIn("step 00011/00012 (91.67%) | loss: ", log)
             self.assertIn("Step 00012 | Validation bpb: ", log)
+            # the trained checkpoint serves: Model.Load (latest step of base/d2), a raw sample,
+            # and Eval.Loss over the same val rows as the job's last evaluation gives its bpb
+            st = srv.stub("Model").Load(model_pb2.ModelLoadRequest(
+                phase=common_pb2.PHASE_BASE, model_tag="d2"), timeout=60)
+            self.assertEqual((st.loaded, st.model_tag, st.step), (True, "d2", 12))
+            self.assertEqual((st.config.n_layer, st.config.n_embd, st.config.vocab_size), (2, 128, 1024))
+            sm = srv.stub("Model").Sample(model_pb2.SampleRequest(
+                prompt="ROMEO:", temperature=0, max_tokens=8), timeout=60)
+            self.assertTrue(sm.samples[0])
+            ev = srv.stub("Eval").Loss(eval_pb2.EvalLossRequest(
+                split="val", steps=2, device_batch_size=8, dataset=TINY["dataset"]), timeout=120)
+            self.assertEqual((ev.model_tag, ev.model_step), ("d2", 12))
+            self.assertAlmostEqual(ev.bits_per_byte, evals[-1].metrics["val_bpb"], delta=1e-6)
 
     def test_requests_are_checked_before_queueing(self):
         srv = prepared(tokenizer=False)
@@ -307,7 +320,7 @@ class TrainBase(unittest.TestCase):
             for c in ls:
                 if c.step == 8:   # its model file may exist (renamed before the crash): an orphan
                     self.assertEqual(c.status, common_pb2.CHECKPOINT_ORPHAN)
-            d = os.path.join(srv.data_dir, "checkpoints", "base", "crash")
+            d = os.path.join(srv.data_dir, "checkpoints", "base_checkpoints", "crash")
             self.assertFalse(os.path.exists(os.path.join(d, "meta_000008.json")))
             # the previous step is complete: training resumes from it (the fault fires at step 8
             # only of a fresh write; the resumed job rewrites 8 and the crash repeats there, so

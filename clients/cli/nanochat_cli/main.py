@@ -4,6 +4,8 @@
       health | status [--watch S] | chat [PROMPT...] | jobs | watch JOB | cancel JOB
       train tokenizer|base|sft|rl|test [--FIELD V ...] [--detach] [--on-interrupt ask|detach|cancel]
       eval core|chat|loss [--FIELD V ...] | checkpoints | history [SESSION] | methods
+      model load|unload|status [--phase base|sft|rl] [--model-tag T] [--step N]
+      sample PROMPT [--FIELD V ...] | save [--phase P] [--tag T]
 
 Exit status: 0 ok; 2 usage; 3 invalid argument; 4 deadline; 5 not found; 6 already exists;
 7 unauthenticated / permission denied; 8 resource exhausted; 9 failed precondition;
@@ -35,6 +37,11 @@ STARTERS = {
     ("eval", "chat"): "/nanochat.v1.Eval/Chat",
     ("eval", "loss"): "/nanochat.v1.Eval/Loss",
 }
+# model sub-commands -> method (load's flags come from ModelLoadRequest)
+MODEL_CMDS = {"load": "/nanochat.v1.Model/Load", "unload": "/nanochat.v1.Model/Unload",
+              "status": "/nanochat.v1.Model/Status"}
+SAMPLE_PATH = "/nanochat.v1.Model/SampleStream"
+SAVE_PATH = "/nanochat.v1.Checkpoint/Save"
 CHAT_FLAGS = ("temperature", "top_k", "top_p", "min_p", "max_tokens", "seed", "tools")
 
 
@@ -247,10 +254,56 @@ def cmd_chat(c, a, out, err):
     return repl(conv, out, err)
 
 
+def cmd_model(c, a, out, err):
+    path = MODEL_CMDS[a.what]
+    m = nc.all_methods()[path]
+    r = c.rpc.call(path, timeout=a.timeout if a.what != "load" else max(a.timeout, 300.0),
+                   **flags.collect(a, m.input_cls.DESCRIPTOR))
+    if a.what == "unload":
+        r = c.model_status()
+    return emit(a, out, r, views.model_text)
+
+
+def cmd_sample(c, a, out, err):
+    """Model.SampleStream: raw continuations of PROMPT (no chat template), printed as they come;
+    with --num-samples N > 1 each sample is printed whole, in index order, once it is done."""
+    m = nc.all_methods()[SAMPLE_PATH]
+    fields = flags.collect(a, m.input_cls.DESCRIPTOR)
+    fields["prompt"] = " ".join(a.prompt)
+    if fields["prompt"] == "-":
+        fields["prompt"] = sys.stdin.read()
+    n = fields.get("num_samples") or 1
+    texts = [""] * n
+    finish = [None] * n
+    for r in c.rpc.call(SAMPLE_PATH, timeout=None, **fields):
+        if r.index < 0 or r.index >= n:
+            continue
+        texts[r.index] += r.text
+        if n == 1 and not a.json:
+            out.write(r.text)
+            out.flush()
+        if r.HasField("finish_reason"):
+            finish[r.index] = r.finish_reason
+    if a.json:
+        views.dump_json(out, {"samples": texts})
+    elif n == 1:
+        out.write("\n")
+    else:
+        for i, t in enumerate(texts):
+            out.write("--- sample %d\n%s\n" % (i, t))
+    return 0
+
+
+def cmd_save(c, a, out, err):
+    m = nc.all_methods()[SAVE_PATH]
+    r = c.rpc.call(SAVE_PATH, **flags.collect(a, m.input_cls.DESCRIPTOR))
+    return emit(a, out, r, lambda x: "".join("%s: %s\n" % kv for kv in sorted(views.to_json(x).items())))
+
+
 COMMANDS = {"health": cmd_health, "status": cmd_status, "jobs": cmd_jobs,
             "checkpoints": cmd_checkpoints, "history": cmd_history, "methods": cmd_methods,
             "cancel": cmd_cancel, "watch": cmd_watch, "train": cmd_start, "eval": cmd_start,
-            "chat": cmd_chat}
+            "chat": cmd_chat, "model": cmd_model, "sample": cmd_sample, "save": cmd_save}
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -311,6 +364,17 @@ def parser():
     sub.add_parser("methods", parents=[common], help="the RPC table (every method of proto/)")
 
     methods = nc.all_methods()
+    g = sub.add_parser("model", help="load, unload or show the served model")
+    gs = g.add_subparsers(dest="what", required=True, metavar="ACTION")
+    for what, path in MODEL_CMDS.items():
+        s = gs.add_parser(what, parents=[common], help=methods[path].options.summary)
+        flags.add_message_flags(s, methods[path].input_cls.DESCRIPTOR)
+    s = sub.add_parser("sample", parents=[common],
+                       help="raw text continuation of PROMPT by the served model ('-' reads stdin)")
+    s.add_argument("prompt", nargs="+")
+    flags.add_message_flags(s, methods[SAMPLE_PATH].input_cls.DESCRIPTOR, skip=("prompt",))
+    s = sub.add_parser("save", parents=[common], help=methods[SAVE_PATH].options.summary)
+    flags.add_message_flags(s, methods[SAVE_PATH].input_cls.DESCRIPTOR)
     for group in ("train", "eval"):
         g = sub.add_parser(group, help="start a %s job and show its progress" % group
                            if group == "train" else "run an evaluation")
