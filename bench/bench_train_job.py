@@ -34,23 +34,9 @@ ROOT = os.path.dirname(HERE)
 
 
 def shakespeare_corpus(d):
-    src = os.path.join(ROOT, "..", "shared", "data", "tinyshakespeare", "input.txt")
-    os.makedirs(d, exist_ok=True)
-    with open(src) as f:
-        paras = [p.strip() for p in f.read().split("\n\n") if p.strip()]
-    docs, cur = [], ""
-    for p in paras:
-        if cur and len(cur) + len(p) > 800:
-            docs.append(cur)
-            cur = ""
-        cur += ("\n\n" if cur else "") + p
-    docs.append(cur)
-    nval = len(docs) // 20
-    for name, part in (("train.jsonl", docs[:-nval]), ("val.jsonl", docs[-nval:])):
-        with open(os.path.join(d, name), "w") as f:
-            for doc in part:
-                f.write(json.dumps({"text": doc}) + "\n")
-    return [src]
+    import nc_models   # tests/integration (on sys.path from main())
+    nc_models.write_paragraph_dataset(d)
+    return [nc_models.SHAKESPEARE]
 
 
 def corpus_texts(d, limit=30 << 20):

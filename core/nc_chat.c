@@ -54,15 +54,7 @@ static int push_text(nc_token_buf *b, const nc_tok_iface *tok, const char *text,
   return NC_OK;
 }
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return NC_EINVAL;
-}
+#define set_err(err, len, ...) nc_errf(NC_EINVAL, (err), (len), __VA_ARGS__)
 
 int nc_chat_render(const nc_tok_iface *tok, const nc_special_ids *sp, const nc_chat_msg *msgs,
                    int n, nc_render_mode mode, size_t max_tokens, nc_token_buf *out, char *err,

@@ -1,6 +1,9 @@
 /* nc_err.c — the error table of nc_err.h. */
 #include "nc_err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 struct nc_err_row {
   int code;
   int grpc;
@@ -33,4 +36,14 @@ const char *nc_errname(int err) {
 int nc_err_grpc_status(int err) {
   const struct nc_err_row *r = find(err);
   return r ? r->grpc : 13;
+}
+
+int nc_errf(int rc, char *msg, unsigned long len, const char *fmt, ...) {
+  if (msg && len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, len, fmt, ap);
+    va_end(ap);
+  }
+  return rc;
 }

@@ -76,6 +76,11 @@ const char *nc_errname(int err);
  * unknown codes. */
 int nc_err_grpc_status(int err);
 
+/* Formats a message into msg (when msg is non-NULL and len > 0; truncated to len) and returns
+ * rc: the one helper behind every "fail with a message naming the problem" path. */
+int nc_errf(int rc, char *msg, unsigned long len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,15 +9,7 @@
 
 #include "nc_err.h"
 
-static int fail(char *msg, size_t msglen, const char *fmt, ...) {
-  if (msg && msglen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-  }
-  return NC_EINVAL;
-}
+#define fail(msg, len, ...) nc_errf(NC_EINVAL, (msg), (len), __VA_ARGS__)
 
 nc_model_config nc_model_config_default(void) {
   nc_model_config c;

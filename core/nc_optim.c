@@ -16,15 +16,6 @@
 #include "nc_kernels.h"
 #include "nc_optim_internal.h"
 
-int nc_optim_fail(char *msg, size_t len, const char *fmt, ...) {
-  if (msg && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-  }
-  return NC_EINVAL;
-}
 
 nc_optim_cfg nc_optim_cfg_muonadamw(int model_dim) {
   nc_optim_cfg c;

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "nc_err.h"
 #include "nc_optim.h"
 
 /* One matrix of a Muon group: the unit of parallel work. */
@@ -37,7 +38,7 @@ struct nc_optim {
 };
 
 /* Writes a printf-style message to msg (may be NULL) and returns NC_EINVAL. */
-int nc_optim_fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define nc_optim_fail(msg, len, ...) nc_errf(NC_EINVAL, (msg), (len), __VA_ARGS__)
 
 /* Builds o->views over o->state (called once by nc_optim_create). NC_OK / NC_ENOMEM. */
 int nc_optim_build_views(nc_optim *o);

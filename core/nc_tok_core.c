@@ -17,15 +17,6 @@ const char *const NC_TOK_SPECIALS_NANOCHAT[NC_TOK_N_SPECIALS_NANOCHAT] = {
  * vocabularies need a few million; this keeps a hostile file from taking minutes. */
 #define NC_TOK_SPLIT_BUDGET (1ull << 28)
 
-int nc_tok__err(char *msg, size_t msglen, int code, const char *fmt, ...) {
-  if (msg && msglen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 /* ---- UTF-8 ---------------------------------------------------------------------------------- */
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "nc_err.h"
 #include "nc_tokenizer.h"
 
 #ifdef __cplusplus
@@ -184,9 +185,8 @@ size_t nc_tok__bpe_heap(const struct nc_tokenizer *t, const uint8_t *p, size_t n
 /* Builds the maps of a tokenizer whose bytes/off/n_ranks are set. */
 int nc_tok__build_maps(struct nc_tokenizer *t, char *msg, size_t msglen);
 
-/* printf into msg (when msg && msglen) and return code. */
-int nc_tok__err(char *msg, size_t msglen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* printf into msg (when msg && msglen) and return code (nc_errf). */
+#define nc_tok__err(msg, msglen, code, ...) nc_errf((code), (msg), (msglen), __VA_ARGS__)
 
 /* Decodes one UTF-8 character at s[0..n): returns its length (1..4) and *cp, or 0 when the
  * bytes there are not a valid character (then *bad = length of the maximal invalid subpart,

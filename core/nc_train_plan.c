@@ -38,16 +38,7 @@ nc_base_opts nc_base_opts_default(void) {
   return o;
 }
 
-static int fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *msg, size_t len, const char *fmt, ...) {
-  if (msg && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-  }
-  return NC_EINVAL;
-}
+#define fail(msg, len, ...) nc_errf(NC_EINVAL, (msg), (len), __VA_ARGS__)
 
 /* Python's round(): half to even. */
 static double py_round(double x) { return nearbyint(x); }

@@ -63,17 +63,7 @@ static const opt opts[] = {
 #undef OFF
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int errf(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return NC_EINVAL;
-}
+#define errf(err, len, ...) nc_errf(NC_EINVAL, (err), (len), __VA_ARGS__)
 
 static const char *env_get(const char *const *env, const char *key) {
   if (!env) return NULL;

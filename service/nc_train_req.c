@@ -13,16 +13,7 @@
 #include "nc_corpus.h"
 #include "nc_err.h"
 
-static int fail(int rc, char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(int rc, char *msg, size_t len, const char *fmt, ...) {
-  if (msg && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-  }
-  return rc;
-}
+#define fail(rc, msg, len, ...) nc_errf((rc), (msg), (len), __VA_ARGS__)
 
 int nc_train_base_opts(const Nanochat__V1__TrainBaseRequest *r, nc_base_opts *o, char *msg, size_t len) {
   if (!r || !o) return fail(NC_EINVAL, msg, len, "NULL argument");

@@ -84,6 +84,27 @@ def write_corpus(root, n_docs=120, doc_chars=600):
     return root
 
 
+def write_paragraph_dataset(d, doc_chars=800, val_every=20):
+    """tinyshakespeare as documents of ~doc_chars characters (whole paragraphs):
+    d/train.jsonl and d/val.jsonl (the last 1/val_every of the documents). Returns d."""
+    os.makedirs(d, exist_ok=True)
+    with open(SHAKESPEARE, encoding="utf-8") as f:
+        paras = [p.strip() for p in f.read().split("\n\n") if p.strip()]
+    docs, cur = [], ""
+    for p in paras:
+        if cur and len(cur) + len(p) > doc_chars:
+            docs.append(cur)
+            cur = ""
+        cur += ("\n\n" if cur else "") + p
+    docs.append(cur)
+    nval = len(docs) // val_every
+    for name, part in (("train.jsonl", docs[:-nval]), ("val.jsonl", docs[-nval:])):
+        with open(os.path.join(d, name), "w") as f:
+            for doc in part:
+                f.write(json.dumps({"text": doc}) + "\n")
+    return d
+
+
 def model_server(args=(), models=(("sft", "d2", {}),), vocab=2048, **kw):
     """A Server whose data dir holds a tokenizer (data/tokenizer/tokenizer.txt) and the given
     checkpoints [(phase, tag, make_ckpt kwargs)]; srv.tok is the tokenizer path, srv.ckpts the
