@@ -288,6 +288,28 @@ describe('end to end against a served model', () => {
     assert.deepEqual(await w2.trigger({ function_id: 'state::list_groups', payload: {} }), []);
   });
 
+  test('checkpoint.save over HTTP (admin): listed, loadable, answers the same; again → 409', async () => {
+    let r = await post(`${s.base}/nanochat/checkpoint/save`, { tag: 'saved' }, { headers: U });
+    assert.deepEqual([r.status, r.json.error.code], [403, 'PERMISSION_DENIED']);
+    r = await post(`${s.base}/nanochat/checkpoint/save`, { tag: 'saved' }, { headers: A });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.json.phase, r.json.tag, r.json.step], ['PHASE_SFT', 'saved', 0]);
+    assert.match(r.json.sha256, /^[0-9a-f]{64}$/);
+    const info = r.json;
+    r = await post(`${s.base}/nanochat/checkpoint/save`, { tag: 'saved' }, { headers: A });
+    assert.deepEqual([r.status, r.json.error.code], [409, 'ALREADY_EXISTS'], r.text);
+    const list = await get(`${s.base}/nanochat/checkpoint/list?tag=saved`, { headers: U });
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.json.checkpoints.map((c) => [c.tag, c.step, c.sha256]), [['saved', 0, info.sha256]]);
+    r = await post(`${s.base}/nanochat/model/load`, { phase: 'sft', model_tag: 'saved', step: 0 }, { headers: A });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.json.model_tag, r.json.sha256], ['saved', info.sha256]);
+    const c = await post(`${s.base}/nanochat/chat/completions`, { ...CHAT, ephemeral: true }, { headers: U });
+    assert.equal(c.json.content, unary.content, 'the saved copy of the served model answers the same');
+    r = await post(`${s.base}/nanochat/model/load`, { phase: 'sft', model_tag: 'd2' }, { headers: A });
+    assert.equal(r.status, 200, r.text);
+  });
+
   test('model.load / model.unload over HTTP: admin only, 404 for a missing tag, then no model → 409', async () => {
     let r = await post(`${s.base}/nanochat/model/load`, { phase: 'sft', model_tag: 'd6' }, { headers: U });
     assert.deepEqual([r.status, r.json.error.code], [403, 'PERMISSION_DENIED']);
