@@ -1,17 +1,19 @@
-// chat-sse.test.mjs — the Chat.Stream → SSE path, ahead of the server: nanochatd answers
-// Chat.Stream with UNIMPLEMENTED until the inference engine lands, so here a small grpc-js
-// server stands in for it on that one method (plus Health.Check) and streams ChatStreamResponse
-// messages exactly as chat.proto defines them. The adapter is the real one (child process) behind
-// the stand-in iii engine; when nanochatd streams, e2e covers the same path against it.
+// chat-sse.test.mjs — the Chat.Stream → SSE frames a real nanochatd does not produce on demand:
+// a small grpc-js server stands in for it on that one method (plus Health.Check) and streams
+// ChatStreamResponse messages as chat.proto defines them, with scripted timing and failures — a
+// first token after 2.5 s (the head must go out within the commit window), UNAVAILABLE before the
+// first message (a JSON error) and RESOURCE_EXHAUSTED after deltas (`event: error`), and exact
+// multi-byte UTF-8 text. The adapter is the real one (child process) behind the stand-in iii
+// engine. The ordinary paths (deltas then done equal to Chat.Complete, JSON mode, a disconnect
+// freeing the slot) run against the real nanochatd and its served model in e2e-model.test.mjs.
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import grpc from '@grpc/grpc-js';
 
 import { loadRoot } from '../src/schema.mjs';
-import { AdapterProc, get, parseSse, post, sleep, SOURCE_DIR, startEngine, waitFor } from './helpers.mjs';
+import { AdapterProc, get, openSse, sleep, SOURCE_DIR, startEngine, waitFor } from './helpers.mjs';
 
 const root = loadRoot(path.join(SOURCE_DIR, 'proto'));
 const ChatRequest = root.lookupType('nanochat.v1.ChatRequest');
@@ -33,14 +35,9 @@ function fakeServer(log) {
       const req = ChatRequest.toObject(ChatRequest.decode(call.request), { enums: String });
       const mode = req.messages[0].content;
       log.push({ mode, req, auth: call.metadata.get('authorization')[0] });
-      call.on('cancelled', () => log.push({ cancelled: mode }));
       const parts = ['Hé', 'llo ', 'wörld 👋'];
       if (mode === 'fail-first') return call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'engine warming up' });
       if (mode === 'slow') await sleep(2500);
-      if (mode === 'hang') {
-        send(call, { delta: { text: 'tick', token_ids: [1] } });
-        return undefined;
-      }
       for (const [i, t] of parts.entries()) {
         send(call, { delta: { text: t, token_ids: [10 + i] } });
         await sleep(20);
@@ -56,7 +53,7 @@ function fakeServer(log) {
     (e, port) => (e ? reject(e) : resolve({ server, port }))));
 }
 
-describe('Chat.Stream as SSE (fake streaming gRPC server)', () => {
+describe('Chat.Stream SSE frames nanochatd does not produce on demand (fake gRPC server)', () => {
   let engine;
   let adapter;
   let fake;
@@ -75,30 +72,21 @@ describe('Chat.Stream as SSE (fake streaming gRPC server)', () => {
     fake.server.forceShutdown();
   });
 
-  // POST with an SSE response (the helpers' openSse is GET-only)
-  function stream(content, headers = {}) {
-    const u = new URL(`${engine.httpUrl}/nanochat/chat/stream`);
-    const body = JSON.stringify({ messages: [{ role: 'user', content }], temperature: 0.25 });
-    return new Promise((resolve, reject) => {
-      const t0 = Date.now();
-      const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: 'Bearer tok-0123456789abcdef', ...headers } }, (res) => {
-        let text = '';
-        const firstByteMs = Date.now() - t0;
-        res.setEncoding('utf8');
-        res.on('data', (c) => { text += c; });
-        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text, firstByteMs, req }));
-      });
-      req.on('error', reject);
-      req.end(body);
+  // POST with an SSE response: {status, headers, text, events, firstByteMs} once it has ended
+  async function stream(content) {
+    const r = await openSse(`${engine.httpUrl}/nanochat/chat/stream`, {
+      headers: { authorization: 'Bearer tok-0123456789abcdef' },
+      body: { messages: [{ role: 'user', content }], temperature: 0.25 },
     });
+    await r.done;
+    return r;
   }
 
   test('deltas then done stream as SSE events, UTF-8 intact, request and token forwarded', async () => {
     const r = await stream('fast');
     assert.equal(r.status, 200);
     assert.match(r.headers['content-type'], /^text\/event-stream/);
-    const evs = parseSse(r.text);
+    const evs = r.events;
     assert.deepEqual(evs.map((e) => e.event), ['delta', 'delta', 'delta', 'done', 'end']);
     assert.equal(evs.slice(0, 3).map((e) => e.data.text).join(''), 'Héllo wörld 👋');
     assert.deepEqual(evs[0].data.token_ids, [10]);
@@ -125,34 +113,10 @@ describe('Chat.Stream as SSE (fake streaming gRPC server)', () => {
     assert.equal(JSON.parse(a.text).error.code, 'UNAVAILABLE');
     const b = await stream('fail-mid');
     assert.equal(b.status, 200);
-    const evs = parseSse(b.text);
+    const evs = b.events;
     assert.equal(evs[0].event, 'delta');
     assert.equal(evs.at(-1).event, 'error');
     assert.equal(evs.at(-1).data.error.code, 'RESOURCE_EXHAUSTED');
     assert.equal(evs.at(-1).data.status, 429);
-  });
-
-  test('a client that disconnects cancels the generation', async () => {
-    const u = new URL(`${engine.httpUrl}/nanochat/chat/stream`);
-    await new Promise((resolve) => {
-      const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST',
-        headers: { 'content-type': 'application/json' } }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
-      req.on('error', () => resolve());
-      req.end(JSON.stringify({ messages: [{ role: 'user', content: 'hang' }] }));
-    });
-    await waitFor(() => log.some((l) => l.cancelled === 'hang'), { what: 'server-side cancel' });
-    assert.ok(adapter.alive());
-  });
-
-  test('non-streaming callers can ask for the whole stream as JSON', async () => {
-    const r = await post(`${engine.httpUrl}/nanochat/chat/stream`, { messages: [{ role: 'user', content: 'fast' }] },
-      { headers: { accept: 'application/json' } });
-    assert.equal(r.status, 200);
-    assert.deepEqual(r.json.events.map((e) => Object.keys(e)[0]), ['delta', 'delta', 'delta', 'done']);
   });
 });

@@ -120,24 +120,28 @@ describe('end to end through the stand-in engine', () => {
     } finally {
       client.close();
     }
-    // today's server: status/health/history/list answer, empty chat requests are invalid,
-    // starters accept (test job), capabilities still missing are 501
+    // this server (no model): status/health/history/list answer, empty chat requests are
+    // invalid, model-bound calls are 409, starters accept (test job), capabilities still missing
+    // are 501
     assert.equal(seen.get('nanochat.health'), 200);
     assert.equal(seen.get('nanochat.chat.complete'), 400);
+    assert.equal(seen.get('nanochat.model.sample'), 409);
+    assert.equal(seen.get('nanochat.eval.core'), 501);
     assert.equal(seen.get('nanochat.train.cancel'), 400);
     assert.equal(seen.get('nanochat.train.test_job'), 202);
   });
 
-  test('UNIMPLEMENTED methods answer 501 with the error envelope', async () => {
+  test('chat without a model → 409 FAILED_PRECONDITION; UNIMPLEMENTED → 501, with the error envelope', async () => {
     const r = await post(`${s.base}/nanochat/chat/completions`, { messages: [{ role: 'user', content: 'hello' }] }, { headers: U });
-    // 501 until the engine lands; then the gate answers 409 FAILED_PRECONDITION "no model loaded"
-    if (r.json.error.code === 'UNIMPLEMENTED') assert.equal(r.status, 501);
-    else assert.deepEqual([r.status, r.json.error.code], [409, 'FAILED_PRECONDITION']);
-    assert.match(r.json.error.message, /\S/);
+    assert.deepEqual([r.status, r.json.error.code, r.json.error.grpc_code], [409, 'FAILED_PRECONDITION', 9]);
+    assert.match(r.json.error.message, /no model loaded/);
     // a stream that fails before its first message is a plain JSON error, not an SSE stream
     const st = await post(`${s.base}/nanochat/chat/stream`, { messages: [{ role: 'user', content: 'hello' }] }, { headers: U });
-    assert.ok([501, 409].includes(st.status), st.text);
+    assert.deepEqual([st.status, st.json.error.code], [409, 'FAILED_PRECONDITION'], st.text);
     assert.equal(st.headers['content-type'], 'application/json');
+    const u = await post(`${s.base}/nanochat/eval/core`, {}, { headers: A });
+    assert.deepEqual([u.status, u.json.error.code, u.json.error.grpc_code], [501, 'UNIMPLEMENTED', 12]);
+    assert.match(u.json.error.message, /\S/);
   });
 
   test('bad bodies: 400 naming the field (adapter and server checks), 413 oversize, 415 non-JSON', async () => {

@@ -1,7 +1,7 @@
 // helpers.mjs — test fixtures: a real nanochatd on loopback (from $NC_BUILD_DIR/bin), the
 // stand-in iii engine (in this process), the adapter (a child process running src/main.mjs),
 // HTTP and SSE clients, and polling.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -42,12 +42,26 @@ function writeSecret(dir, name, value) {
   return p;
 }
 
-/** A nanochatd child process with its own temp data dir. */
+/**
+ * Writes the SDK tests' tiny served model into dataDir (clients/testutil/nc_tiny_model: tokenizer
+ * + random sft/d2 checkpoint; `slow` adds sft/d6) and returns the nanochatd flags to serve it with.
+ */
+export function tinyModel(dataDir, { slow = false } = {}) {
+  const out = execFileSync(path.join(SOURCE_DIR, 'clients', 'testutil', 'nc_tiny_model'),
+    [BUILD_DIR, dataDir, ...(slow ? ['--slow'] : [])], { encoding: 'utf8', timeout: 120000 });
+  return out.split('\n').filter((l) => l);
+}
+
+/**
+ * A nanochatd child process with its own temp data dir. model: true (or 'slow') first writes
+ * the tiny model there and adds its engine flags; add ['--model', 'sft/d2'] to args to serve it
+ * from startup.
+ */
 export class Nanochatd {
-  constructor({ args = ['--enable-test-jobs'], token, userToken } = {}) {
+  constructor({ args = ['--enable-test-jobs'], token, userToken, model = false } = {}) {
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nc-iii-'));
     this.dataDir = path.join(this.tmp, 'data');
-    this.args = args;
+    this.args = model ? [...tinyModel(this.dataDir, { slow: model === 'slow' }), ...args] : args;
     this.token = token;
     this.userToken = userToken;
     this.listen = '127.0.0.1:0';
@@ -216,42 +230,48 @@ export function parseSse(text) {
 }
 
 /**
- * Opens an SSE stream. Resolves {status, headers, events (growing array), done (Promise of all
- * events at the end), close()}; `onEvent(ev)` sees every event as it arrives.
+ * Opens an SSE stream (GET, or POST with a JSON `body`). Resolves {status, headers, firstByteMs,
+ * events (growing array), text (growing raw body), done (Promise of all events at the end),
+ * close()}; `onEvent(ev)` sees every event as it arrives.
  */
-export function openSse(url, { headers = {}, onEvent } = {}) {
+export function openSse(url, { headers = {}, body, onEvent } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'GET', headers: { accept: 'text/event-stream', ...headers } }, (res) => {
-      const events = [];
+    const method = body === undefined ? 'GET' : 'POST';
+    const h = { accept: 'text/event-stream', ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers };
+    const t0 = Date.now();
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: h }, (res) => {
+      const out = { status: res.statusCode, headers: res.headers, firstByteMs: Date.now() - t0, events: [], text: '' };
       let buf = '';
       let finish;
-      const done = new Promise((r) => { finish = r; });
+      out.done = new Promise((r) => { finish = r; });
+      out.close = () => req.destroy();
       res.setEncoding('utf8');
       res.on('data', (c) => {
+        out.text += c;
         buf += c;
         let i;
         while ((i = buf.indexOf('\n\n')) >= 0) {
           const block = buf.slice(0, i + 2);
           buf = buf.slice(i + 2);
           for (const ev of parseSse(block)) {
-            events.push(ev);
+            out.events.push(ev);
             onEvent?.(ev);
           }
         }
       });
-      res.on('end', () => finish(events));
-      res.on('close', () => finish(events));
-      resolve({ status: res.statusCode, headers: res.headers, events, done, close: () => req.destroy() });
+      res.on('end', () => finish(out.events));
+      res.on('close', () => finish(out.events));
+      resolve(out);
     });
     req.on('error', (e) => reject(e));
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 
 /** Starts nanochatd + stand-in engine + adapter and waits until the health route answers. */
-export async function startStack({ nanochatdArgs, token, userToken, adapterArgs = [], engineOpts = {} } = {}) {
-  const nc = await new Nanochatd({ args: nanochatdArgs, token, userToken }).start();
+export async function startStack({ nanochatdArgs, token, userToken, model, adapterArgs = [], engineOpts = {} } = {}) {
+  const nc = await new Nanochatd({ args: nanochatdArgs, token, userToken, model }).start();
   const engine = await startEngine(engineOpts);
   const adapter = new AdapterProc({ engineUrl: engine.wsUrl, nanochatd: nc.address, args: adapterArgs }).start();
   const base = engine.httpUrl;
