@@ -11,6 +11,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "nc_attention.h"
 #include "nc_err.h"
@@ -186,7 +187,14 @@ int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int 
     size_t n = bf16_elems(d, d->V, d->C);
     n += (size_t)d->L * (bf16_elems(d, d->QKV, d->C) + bf16_elems(d, d->C, d->C) +
                          bf16_elems(d, d->F, d->C) + bf16_elems(d, d->C, d->F));
-    if (posix_memalign((void **)&d->w16, 64, n * sizeof(uint16_t)) != 0) goto fail;
+    /* 2 MiB aligned and, where the kernel allows (THP "madvise" mode), in huge pages: every
+     * step streams all of it, and 4 KiB pages would cost a TLB miss per page */
+    const size_t huge = (size_t)2 << 20, raw = n * sizeof(uint16_t);
+    const size_t bytes = raw >= huge ? (raw + huge - 1) / huge * huge : raw;
+    if (posix_memalign((void **)&d->w16, raw >= huge ? huge : 64, bytes) != 0) goto fail;
+#ifdef MADV_HUGEPAGE
+    if (raw >= huge) (void)madvise(d->w16, bytes, MADV_HUGEPAGE);
+#endif
     nc_decoder_sync_weights(d);
   }
   const size_t half = (size_t)d->D / 2;
@@ -347,8 +355,13 @@ NC_AVX2 static void scale_avx2(float *y, int D, float inv) {
 NC_AVX2 static void attn_heads_avx2(const float *q, const float *K, const float *V, size_t ld,
                                     int n, int D, int h0, int h1, int rep, float scale, float *s,
                                     size_t sst, float *inv, float *y) {
+  const size_t off = (size_t)(h0 / rep) * D, len = (size_t)((h1 - 1) / rep + 1) * D - off;
   int j = 0;
   for (; j + 8 <= n; j += 8) {
+    /* the values' stream runs alongside the keys' (the value pass then finds them in L2) */
+    for (int i = 0; i < 8; i++)
+      for (size_t e = 0; e < len; e += 16)
+        _mm_prefetch((const char *)(V + (size_t)(j + i) * ld + off + e), _MM_HINT_T1);
     for (int h = h0; h < h1; h++)
       qk8_avx2(q + (size_t)h * D, K + (size_t)j * ld + (size_t)(h / rep) * D, ld, D, scale,
                s + (size_t)(h - h0) * sst + j);
