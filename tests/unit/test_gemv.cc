@@ -321,6 +321,21 @@ TEST(Bf16, VectorConversionMatchesScalarRule) {
   }
 }
 
+// A random packed bf16 matrix (O x K, N(0, 0.05)) and NC_GEMV_MAX_B bf16 activation rows of
+// ldx (N(0, 1)) for the dot-product tests.
+struct DotCase {
+  std::vector<uint16_t> wp, xb;
+  DotCase(std::mt19937 &g, int O, int K, int ldx) : wp(nc_gemv_bf16_packed_size(O, K)) {
+    std::normal_distribution<float> n(0, 1);
+    std::vector<float> wf((size_t)O * K), xf((size_t)NC_GEMV_MAX_B * ldx);
+    for (auto &v : wf) v = n(g) * 0.05f;
+    for (auto &v : xf) v = n(g);
+    EXPECT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
+    xb.resize(xf.size());
+    nc_f32_to_bf16(xf.data(), xb.data(), xf.size());
+  }
+};
+
 // bf16 x bf16 dot products (AVX512_BF16): against the double reference, accumulate, no writes
 // past O, and bit-exact batch invariance. Skipped where the CPU lacks the instruction.
 TEST(GemvBf16Dot, MatchesReferenceAndIsBatchInvariant) {
@@ -335,15 +350,9 @@ TEST(GemvBf16Dot, MatchesReferenceAndIsBatchInvariant) {
   int shapes[][2] = {{1, 8}, {13, 40}, {130, 256}, {1024, 512}};
   for (auto &s : shapes) {
     const int O = s[0], K = s[1];
-    std::vector<float> wf((size_t)O * K);
-    for (auto &v : wf) v = n(g) * 0.05f;
-    std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K));
-    ASSERT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
     const int ldx = K + 8, ldy = O + 3;
-    std::vector<float> xf((size_t)NC_GEMV_MAX_B * ldx);
-    for (auto &v : xf) v = n(g);
-    std::vector<uint16_t> xb(xf.size());
-    nc_f32_to_bf16(xf.data(), xb.data(), xf.size());
+    DotCase dc(g, O, K, ldx);
+    const std::vector<uint16_t> &wp = dc.wp, &xb = dc.xb;
     std::vector<float> one(ldy, -3.0f);
     ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data(), ldx, 1, one.data(), ldy, 0, 1), NC_OK);
     for (int B : {1, 2, 3, 5, 8, 9, 16, NC_GEMV_MAX_B})
@@ -404,16 +413,11 @@ TEST(GemvBf16Dot, TiledEqualsPlainBitExact) {
   int shapes[][2] = {{5, 16}, {61, 136}, {300, 512}, {2051, 64}};
   for (auto &s : shapes) {
     const int O = s[0], K = s[1];
-    std::vector<float> wf((size_t)O * K);
-    for (auto &v : wf) v = n(g) * 0.05f;
-    std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K));
-    ASSERT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
     const int ldx = K + 16, ldy = O + 5;
-    std::vector<float> xf((size_t)NC_GEMV_MAX_B * ldx), y0((size_t)NC_GEMV_MAX_B * ldy);
-    for (auto &v : xf) v = n(g);
+    DotCase dc(g, O, K, ldx);
+    const std::vector<uint16_t> &wp = dc.wp, &xb = dc.xb;
+    std::vector<float> y0((size_t)NC_GEMV_MAX_B * ldy);
     for (auto &v : y0) v = n(g);
-    std::vector<uint16_t> xb(xf.size());
-    nc_f32_to_bf16(xf.data(), xb.data(), xf.size());
     for (int fl : {0, NC_GEMV_ACCUMULATE}) {
       std::vector<float> plain(y0);
       ASSERT_EQ(nc_gemv_bf16dp_packed_plain(wp.data(), O, K, xb.data(), ldx, NC_GEMV_MAX_B,
