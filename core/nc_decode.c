@@ -11,6 +11,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "nc_attention.h"
 #include "nc_err.h"
@@ -51,6 +52,11 @@ struct nc_decoder {
 
 static size_t rup(size_t n) { return (n + ALIGN_F - 1) / ALIGN_F * ALIGN_F; }
 
+/* decode attention scratch of one thread: H score rows of rup(t_max), then H reciprocal sums */
+static size_t dec_scratch(const nc_decoder *d) {
+  return (size_t)d->H * rup((size_t)d->t_max) + rup((size_t)d->H);
+}
+
 /* attention scratch for `nth` threads: nc_attn_fwd's (prefill) or per-thread scores (decode) */
 static size_t attn_floats(const nc_decoder *d, int nth) {
   int64_t keys = 0;
@@ -65,7 +71,7 @@ static size_t attn_floats(const nc_decoder *d, int nth) {
   probe.T = (int)keys;
   probe.window = (int)keys;
   size_t a = nc_attn_workspace_floats(&probe, nth);
-  size_t s = (size_t)nth * rup((size_t)d->t_max);
+  size_t s = (size_t)nth * dec_scratch(d); /* decode: every head's scores + 1/sums */
   return a > s ? a : s;
 }
 
@@ -181,7 +187,14 @@ int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int 
     size_t n = bf16_elems(d, d->V, d->C);
     n += (size_t)d->L * (bf16_elems(d, d->QKV, d->C) + bf16_elems(d, d->C, d->C) +
                          bf16_elems(d, d->F, d->C) + bf16_elems(d, d->C, d->F));
-    if (posix_memalign((void **)&d->w16, 64, n * sizeof(uint16_t)) != 0) goto fail;
+    /* 2 MiB aligned and, where the kernel allows (THP "madvise" mode), in huge pages: every
+     * step streams all of it, and 4 KiB pages would cost a TLB miss per page */
+    const size_t huge = (size_t)2 << 20, raw = n * sizeof(uint16_t);
+    const size_t bytes = raw >= huge ? (raw + huge - 1) / huge * huge : raw;
+    if (posix_memalign((void **)&d->w16, raw >= huge ? huge : 64, bytes) != 0) goto fail;
+#ifdef MADV_HUGEPAGE
+    if (raw >= huge) (void)madvise(d->w16, bytes, MADV_HUGEPAGE);
+#endif
     nc_decoder_sync_weights(d);
   }
   const size_t half = (size_t)d->D / 2;
@@ -284,52 +297,96 @@ NC_AVX2 static inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-NC_AVX2 static void qk_avx2(const float *q, const float *K, size_t ld, int n, int D, float scale,
-                            float *s) {
-  int j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const float *k = K + (size_t)j * ld;
-    __m256 a[8];
-    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
-    for (int e = 0; e < D; e += 8) {
-      __m256 qv = _mm256_loadu_ps(q + e);
-      for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)i * ld + e), qv, a[i]);
-    }
-    for (int i = 0; i < 8; i++) s[j + i] = scale * hsum8(a[i]);
+/* Scores of keys [j, j + 8) (one 8-lane chain per key, fixed hsum). */
+NC_AVX2 static inline void qk8_avx2(const float *q, const float *k, size_t ld, int D, float scale,
+                                    float *s) {
+  __m256 a[8];
+  for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+  for (int e = 0; e < D; e += 8) {
+    __m256 qv = _mm256_loadu_ps(q + e);
+    for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)i * ld + e), qv, a[i]);
   }
-  for (; j < n; j++) {
-    const float *k = K + (size_t)j * ld;
-    __m256 a = _mm256_setzero_ps();
-    for (int e = 0; e < D; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(k + e), _mm256_loadu_ps(q + e), a);
-    s[j] = scale * hsum8(a);
-  }
+  for (int i = 0; i < 8; i++) s[i] = scale * hsum8(a[i]);
 }
 
-NC_AVX2 static void pv_avx2(const float *p, const float *V, size_t ld, int n, int D, float inv,
-                            float *y) {
-  const __m256 vi = _mm256_set1_ps(inv);
+NC_AVX2 static inline float qk1_avx2(const float *q, const float *k, int D, float scale) {
+  __m256 a = _mm256_setzero_ps();
+  for (int e = 0; e < D; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(k + e), _mm256_loadu_ps(q + e), a);
+  return scale * hsum8(a);
+}
+
+/* y[e] (+)= sum over keys [j0, j1) of p[j] v_j[e], in j order: 64 lanes side by side (8 chains),
+ * then 8. `first`: start from zero, else continue the chains stored in y. */
+NC_AVX2 static void pv_block_avx2(const float *p, const float *V, size_t ld, int j0, int j1, int D,
+                                  float *y, int first) {
   int e0 = 0;
   for (; e0 + 64 <= D; e0 += 64) {
     __m256 a[8];
-    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
-    for (int j = 0; j < n; j++) {
+    for (int i = 0; i < 8; i++) a[i] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + e0 + 8 * i);
+    for (int j = j0; j < j1; j++) {
       const __m256 pj = _mm256_set1_ps(p[j]);
       const float *v = V + (size_t)j * ld + e0;
       for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * i), a[i]);
     }
-    for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + e0 + 8 * i, _mm256_mul_ps(a[i], vi));
+    for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + e0 + 8 * i, a[i]);
   }
   for (; e0 < D; e0 += 8) {
-    __m256 a = _mm256_setzero_ps();
-    for (int j = 0; j < n; j++)
+    __m256 a = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + e0);
+    for (int j = j0; j < j1; j++)
       a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + (size_t)j * ld + e0), a);
-    _mm256_storeu_ps(y + e0, _mm256_mul_ps(a, vi));
+    _mm256_storeu_ps(y + e0, a);
   }
 }
 
+NC_AVX2 static void scale_avx2(float *y, int D, float inv) {
+  const __m256 vi = _mm256_set1_ps(inv);
+  for (int e = 0; e < D; e += 8) _mm256_storeu_ps(y + e, _mm256_mul_ps(_mm256_loadu_ps(y + e), vi));
+}
+
+/* Keys per block of the value pass: a block of every head's values (PV_BLOCK x KV floats) stays
+ * in L1 while the heads of a task walk it. */
+#define PV_BLOCK 16
+
+/* Heads [h0, h1) of one row against n cached positions (K, V: position 0 of the window, ld
+ * floats apart; head h reads group h / rep at offset (h / rep) * D). Every (row, head) result
+ * is the same sequence of operations as for one head alone: score j = one 8-lane chain + hsum;
+ * y[e] = (sum_j p_j v_j[e], in j order) * inv. The loops only interleave heads so the cache is
+ * read front to back once per task (scores: 8 keys of every head, values: PV_BLOCK keys). */
+NC_AVX2 static void attn_heads_avx2(const float *q, const float *K, const float *V, size_t ld,
+                                    int n, int D, int h0, int h1, int rep, float scale, float *s,
+                                    size_t sst, float *inv, float *y) {
+  const size_t off = (size_t)(h0 / rep) * D, len = (size_t)((h1 - 1) / rep + 1) * D - off;
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    /* the values' stream runs alongside the keys' (the value pass then finds them in L2) */
+    for (int i = 0; i < 8; i++)
+      for (size_t e = 0; e < len; e += 16)
+        _mm_prefetch((const char *)(V + (size_t)(j + i) * ld + off + e), _MM_HINT_T1);
+    for (int h = h0; h < h1; h++)
+      qk8_avx2(q + (size_t)h * D, K + (size_t)j * ld + (size_t)(h / rep) * D, ld, D, scale,
+               s + (size_t)(h - h0) * sst + j);
+  }
+  for (; j < n; j++)
+    for (int h = h0; h < h1; h++)
+      s[(size_t)(h - h0) * sst + j] = qk1_avx2(q + (size_t)h * D, K + (size_t)j * ld + (size_t)(h / rep) * D, D, scale);
+  for (int h = h0; h < h1; h++) {
+    float *sh = s + (size_t)(h - h0) * sst;
+    const float mx = nc_vmax(sh, n);
+    inv[h - h0] = (float)(1.0 / nc_exp_affine_sum(sh, n, 1.0f, mx));
+  }
+  for (int j0 = 0; j0 < n; j0 += PV_BLOCK) {
+    const int j1 = j0 + PV_BLOCK < n ? j0 + PV_BLOCK : n;
+    for (int h = h0; h < h1; h++)
+      pv_block_avx2(s + (size_t)(h - h0) * sst, V + (size_t)(h / rep) * D, ld, j0, j1, D,
+                    y + (size_t)h * D, j0 == 0);
+  }
+  for (int h = h0; h < h1; h++) scale_avx2(y + (size_t)h * D, D, inv[h - h0]);
+}
+
 /* One query per sequence (decode): y(b, h) = softmax(scale q k^T over the window) v, with keys
- * and values read from sequence b's cache. Tasks (b, h) are independent; each uses its
- * thread's score scratch. */
+ * and values read from sequence b's cache. A task is one row with all its heads when there are
+ * at least as many rows as threads (the row's cache is read front to back once), else one
+ * (row, head); results are the same either way. Each task uses its thread's score scratch. */
 static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
   const int H = d->H, D = d->D, KV = d->KV, QKV = d->QKV, C = d->C, rep = d->H / d->Hkv;
   const int window = d->m->lay.layer[l].window;
@@ -338,25 +395,32 @@ static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
   double est = 0;
   for (int b = 0; b < B; b++) est += (double)(d->pos[b] + 1) * H * D;
   const size_t stride = rup((size_t)d->t_max);
-#pragma omp parallel for schedule(static) if (B * H > 1 && est > 2e5)
-  for (int task = 0; task < B * H; task++) {
-    const int b = task / H, h = task % H, g = h / rep;
+  const int par = B * H > 1 && est > 2e5;
+  const int hp = vec && (!par || B >= omp_get_max_threads()) ? H : 1; /* heads per task */
+  const int per = H / hp;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+  for (int task = 0; task < B * per; task++) {
+    const int b = task / per, h0 = task % per * hp;
     const nc_kvcache *kc = kcs[b];
     const int64_t p = d->pos[b];
     const int64_t lo = p - window > 0 ? p - window : 0;
     const int n = (int)(p - lo + 1);
-    float *s = d->work + (size_t)omp_get_thread_num() * stride;
+    float *s = d->work + (size_t)omp_get_thread_num() * dec_scratch(d);
     const size_t base = (size_t)l * kc->t_max * KV;
-    const float *K = kc->k + base + (size_t)lo * KV + (size_t)g * D;
-    const float *Vv = kc->v + base + (size_t)lo * KV + (size_t)g * D;
-    const float *q = d->qkv + (size_t)b * QKV + (size_t)h * D;
-    float *y = d->att + (size_t)b * C + (size_t)h * D;
-    if (vec) qk_avx2(q, K, (size_t)KV, n, D, scale, s);
-    else qk_scalar(q, K, (size_t)KV, n, D, scale, s);
+    const float *K = kc->k + base + (size_t)lo * KV;
+    const float *Vv = kc->v + base + (size_t)lo * KV;
+    const float *q = d->qkv + (size_t)b * QKV;
+    float *y = d->att + (size_t)b * C;
+    if (vec) {
+      attn_heads_avx2(q, K, Vv, (size_t)KV, n, D, h0, h0 + hp, rep, scale, s, stride,
+                      s + (size_t)H * stride, y);
+      continue;
+    }
+    const int h = h0, g = h / rep;
+    qk_scalar(q + (size_t)h * D, K + (size_t)g * D, (size_t)KV, n, D, scale, s);
     const float mx = nc_vmax(s, n);
     const float inv = (float)(1.0 / nc_exp_affine_sum(s, n, 1.0f, mx));
-    if (vec) pv_avx2(s, Vv, (size_t)KV, n, D, inv, y);
-    else pv_scalar(s, Vv, (size_t)KV, n, D, inv, y);
+    pv_scalar(s, Vv + (size_t)g * D, (size_t)KV, n, D, inv, y + (size_t)h * D);
   }
 }
 

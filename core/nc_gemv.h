@@ -94,6 +94,11 @@ int nc_gemv_bf16_packed_ref(const uint16_t *Wp, int O, int K, const float *x, in
 int nc_gemv_bf16dp_available(void);
 int nc_gemv_bf16dp_packed(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx, int B,
                           float *y, int ldy, int flags, int threads);
+/* The plain form of nc_gemv_bf16dp_packed (one vector and one 8-row tile at a time, scalar
+ * reductions, single thread): the same lane sequence per output as the tiled kernel, which
+ * tests compare with it bit for bit. Arguments and errors as nc_gemv_bf16dp_packed. */
+int nc_gemv_bf16dp_packed_plain(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx,
+                                int B, float *y, int ldy, int flags);
 int nc_gemv_bf16dp_packed_ref(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx,
                               int B, float *y, int ldy);
 

@@ -1,6 +1,7 @@
 /* nc_sample.c — token sampling of nc_sample.h. */
 #include "nc_sample.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -100,6 +101,62 @@ static void sort_desc(float *v, int *id, int n) {
   }
 }
 
+/* The readable scan: NC_ERANGE at the first non-finite logit, else *best = the first index of
+ * the maximum. */
+static int scan_scalar(const float *v, int n, int *best) {
+  int b = 0;
+  for (int i = 0; i < n; i++) {
+    if (!isfinite(v[i])) return NC_ERANGE;
+    if (v[i] > v[b]) b = i;
+  }
+  *best = b;
+  return NC_OK;
+}
+
+/* The same result, 32 logits per iteration: a running max and a non-finite flag (|v| >= inf or
+ * unordered), then the first index equal to the max (== treats -0 and +0 alike, as > does). */
+__attribute__((target("avx2"))) static int scan_avx2(const float *v, int n, int *best) {
+  if (n < 32) return scan_scalar(v, n, best);
+  const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 inf = _mm256_set1_ps(INFINITY);
+  __m256 m0 = _mm256_loadu_ps(v), m1 = m0, m2 = m0, m3 = m0, bad = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + 8);
+    __m256 c = _mm256_loadu_ps(v + i + 16), d = _mm256_loadu_ps(v + i + 24);
+    __m256 ab = _mm256_or_ps(_mm256_cmp_ps(_mm256_and_ps(a, absm), inf, _CMP_NLT_UQ),
+                             _mm256_cmp_ps(_mm256_and_ps(b, absm), inf, _CMP_NLT_UQ));
+    __m256 cd = _mm256_or_ps(_mm256_cmp_ps(_mm256_and_ps(c, absm), inf, _CMP_NLT_UQ),
+                             _mm256_cmp_ps(_mm256_and_ps(d, absm), inf, _CMP_NLT_UQ));
+    bad = _mm256_or_ps(bad, _mm256_or_ps(ab, cd));
+    m0 = _mm256_max_ps(m0, a);
+    m1 = _mm256_max_ps(m1, b);
+    m2 = _mm256_max_ps(m2, c);
+    m3 = _mm256_max_ps(m3, d);
+  }
+  if (_mm256_movemask_ps(bad)) return NC_ERANGE;
+  for (int j = i; j < n; j++)
+    if (!isfinite(v[j])) return NC_ERANGE;
+  float t[8], mx;
+  _mm256_storeu_ps(t, _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+  mx = t[0];
+  for (int j = 1; j < 8; j++) mx = t[j] > mx ? t[j] : mx;
+  for (int j = i; j < n; j++) mx = v[j] > mx ? v[j] : mx;
+  int b = 0;
+  while (v[b] != mx) b++;
+  *best = b;
+  return NC_OK;
+}
+
+static int scan_logits(const float *v, int n, int *best) {
+  static int avx2 = -1;
+  if (avx2 < 0) {
+    __builtin_cpu_init();
+    avx2 = __builtin_cpu_supports("avx2") != 0;
+  }
+  return avx2 ? scan_avx2(v, n, best) : scan_scalar(v, n, best);
+}
+
 int nc_sampler_sample(nc_sampler *s, const float *logits, nc_sampling p, nc_rng *rng, int *token) {
   if (!s || !logits || !token) return NC_EINVAL;
   if (!(p.temperature >= 0.0f) || !isfinite(p.temperature) || p.top_k < 0 || !(p.top_p > 0.0f) ||
@@ -107,10 +164,8 @@ int nc_sampler_sample(nc_sampler *s, const float *logits, nc_sampling p, nc_rng 
     return NC_EINVAL;
   const int V = s->vocab;
   int best = 0;
-  for (int i = 0; i < V; i++) {
-    if (!isfinite(logits[i])) return NC_ERANGE;
-    if (logits[i] > logits[best]) best = i;
-  }
+  const int rc = scan_logits(logits, V, &best);
+  if (rc) return rc;
   if (p.temperature == 0.0f) {
     *token = best;
     return NC_OK;

@@ -154,6 +154,65 @@ TEST(Decode, BatchedRowsBitIdenticalToAlone) {
  }
 }
 
+// Long contexts: a row decoded alone with 2 threads splits its attention into (row, head)
+// tasks, a batch runs one task per row with every head interleaved (GQA, windows): the same
+// bits either way, at every precision.
+TEST(Decode, LongContextHeadTasksBitIdenticalToRowTasks) {
+  Fixture f(nct::tiny(2, 128, 4, 256, 96, "SL", 100)); // 8 heads of 16, 4 kv heads
+  const int V = f.cfg.vocab_size, R = 3, tmax = 1800, steps = 3;
+  for (nc_decode_weights w : precisions(f.m)) {
+    Dec d(f.m, w, 4, 512, tmax);
+    std::vector<std::vector<int32_t>> seq;
+    std::vector<int> P;
+    for (int r = 0; r < R; r++) {
+      P.push_back(1600 + 37 * r); // (pos + 1) * n_embd > 2e5: attention runs in parallel
+      seq.push_back(nct::random_ids(P[r] + steps, V, 70 + r));
+    }
+    auto prefill = [&](Cache &kc, int r) {
+      for (int t = 0; t < P[r]; t += 512)
+        ASSERT_EQ(nc_decoder_prefill(d.d, kc.c, seq[r].data() + t, std::min(512, P[r] - t), nullptr), NC_OK);
+    };
+    std::vector<std::vector<float>> alone[2];
+    for (int th = 1; th <= 2; th++) {
+      omp_set_num_threads(th);
+      for (int r = 0; r < R; r++) {
+        Cache kc(f.m, tmax);
+        prefill(kc, r);
+        std::vector<float> all;
+        for (int s = 0; s < steps; s++) {
+          std::vector<float> lg(V);
+          nc_kvcache *rows[1] = {kc.c};
+          ASSERT_EQ(nc_decoder_step(d.d, rows, &seq[r][P[r] + s], 1, lg.data()), NC_OK);
+          all.insert(all.end(), lg.begin(), lg.end());
+        }
+        alone[th - 1].push_back(all);
+      }
+    }
+    omp_set_num_threads(2);
+    std::vector<Cache *> caches;
+    for (int r = 0; r < R; r++) {
+      caches.push_back(new Cache(f.m, tmax));
+      prefill(*caches[r], r);
+    }
+    for (int s = 0; s < steps; s++) {
+      std::vector<nc_kvcache *> rows;
+      std::vector<int32_t> ids;
+      for (int r = 0; r < R; r++) {
+        rows.push_back(caches[r]->c);
+        ids.push_back(seq[r][P[r] + s]);
+      }
+      std::vector<float> lg((size_t)R * V);
+      ASSERT_EQ(nc_decoder_step(d.d, rows.data(), ids.data(), R, lg.data()), NC_OK);
+      for (int r = 0; r < R; r++)
+        for (int th = 0; th < 2; th++)
+          ASSERT_EQ(0, memcmp(&lg[(size_t)r * V], &alone[th][r][(size_t)s * V], sizeof(float) * V))
+              << "weights " << w << " row " << r << " step " << s << " alone with " << th + 1 << " threads";
+    }
+    for (auto *c : caches) delete c;
+  }
+  omp_set_num_threads(2);
+}
+
 TEST(Decode, OddWidthMatchesFullForward) {
   Fixture f(cfg_odd());
   std::vector<int32_t> ids = nct::random_ids(20, f.cfg.vocab_size, 13);

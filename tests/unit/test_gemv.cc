@@ -321,6 +321,21 @@ TEST(Bf16, VectorConversionMatchesScalarRule) {
   }
 }
 
+// A random packed bf16 matrix (O x K, N(0, 0.05)) and NC_GEMV_MAX_B bf16 activation rows of
+// ldx (N(0, 1)) for the dot-product tests.
+struct DotCase {
+  std::vector<uint16_t> wp, xb;
+  DotCase(std::mt19937 &g, int O, int K, int ldx) : wp(nc_gemv_bf16_packed_size(O, K)) {
+    std::normal_distribution<float> n(0, 1);
+    std::vector<float> wf((size_t)O * K), xf((size_t)NC_GEMV_MAX_B * ldx);
+    for (auto &v : wf) v = n(g) * 0.05f;
+    for (auto &v : xf) v = n(g);
+    EXPECT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
+    xb.resize(xf.size());
+    nc_f32_to_bf16(xf.data(), xb.data(), xf.size());
+  }
+};
+
 // bf16 x bf16 dot products (AVX512_BF16): against the double reference, accumulate, no writes
 // past O, and bit-exact batch invariance. Skipped where the CPU lacks the instruction.
 TEST(GemvBf16Dot, MatchesReferenceAndIsBatchInvariant) {
@@ -335,15 +350,9 @@ TEST(GemvBf16Dot, MatchesReferenceAndIsBatchInvariant) {
   int shapes[][2] = {{1, 8}, {13, 40}, {130, 256}, {1024, 512}};
   for (auto &s : shapes) {
     const int O = s[0], K = s[1];
-    std::vector<float> wf((size_t)O * K);
-    for (auto &v : wf) v = n(g) * 0.05f;
-    std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K));
-    ASSERT_EQ(nc_gemv_bf16_pack(wf.data(), O, K, wp.data()), NC_OK);
     const int ldx = K + 8, ldy = O + 3;
-    std::vector<float> xf((size_t)NC_GEMV_MAX_B * ldx);
-    for (auto &v : xf) v = n(g);
-    std::vector<uint16_t> xb(xf.size());
-    nc_f32_to_bf16(xf.data(), xb.data(), xf.size());
+    DotCase dc(g, O, K, ldx);
+    const std::vector<uint16_t> &wp = dc.wp, &xb = dc.xb;
     std::vector<float> one(ldy, -3.0f);
     ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data(), ldx, 1, one.data(), ldy, 0, 1), NC_OK);
     for (int B : {1, 2, 3, 5, 8, 9, 16, NC_GEMV_MAX_B})
@@ -386,4 +395,66 @@ TEST(GemvBf16Dot, MatchesReferenceAndIsBatchInvariant) {
   EXPECT_EQ(nc_gemv_bf16dp_packed(w8, 1, 12, x8, 12, 1, y8, 1, 0, 1), NC_EINVAL);
   EXPECT_EQ(nc_gemv_bf16dp_packed(w8, 1, 8, nullptr, 8, 1, y8, 1, 0, 1), NC_EINVAL);
   EXPECT_EQ(nc_gemv_bf16dp_packed_ref(w8, 1, 8, x8, 4, 1, y8, 1), NC_EINVAL);
+}
+
+// The tiled dot-product kernel (8/4/2/1 vectors per weight pass, vector reductions, dynamic
+// split over threads) equals the plain one-vector-at-a-time kernel bit for bit, overwriting and
+// accumulating, for every batch size and thread count; every row of a batch equals that row
+// alone; nothing past O is written.
+TEST(GemvBf16Dot, TiledEqualsPlainBitExact) {
+  if (!nc_gemv_bf16dp_available()) {
+    uint16_t w[64] = {0}, x[8] = {0};
+    float y[8];
+    EXPECT_EQ(nc_gemv_bf16dp_packed_plain(w, 1, 8, x, 8, 1, y, 1, 0), NC_ENOTSUP);
+    GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  }
+  std::mt19937 g(44);
+  std::normal_distribution<float> n(0, 1);
+  int shapes[][2] = {{5, 16}, {61, 136}, {300, 512}, {2051, 64}};
+  for (auto &s : shapes) {
+    const int O = s[0], K = s[1];
+    const int ldx = K + 16, ldy = O + 5;
+    DotCase dc(g, O, K, ldx);
+    const std::vector<uint16_t> &wp = dc.wp, &xb = dc.xb;
+    std::vector<float> y0((size_t)NC_GEMV_MAX_B * ldy);
+    for (auto &v : y0) v = n(g);
+    for (int fl : {0, NC_GEMV_ACCUMULATE}) {
+      std::vector<float> plain(y0);
+      ASSERT_EQ(nc_gemv_bf16dp_packed_plain(wp.data(), O, K, xb.data(), ldx, NC_GEMV_MAX_B,
+                                            plain.data(), ldy, fl), NC_OK);
+      for (int B : {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, NC_GEMV_MAX_B})
+        for (int th : {1, 2, 3}) {
+          std::vector<float> y(y0);
+          ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data(), ldx, B, y.data(), ldy, fl, th), NC_OK);
+          ASSERT_EQ(0, memcmp(y.data(), plain.data(), sizeof(float) * (size_t)B * ldy))
+              << O << "x" << K << " B=" << B << " threads " << th << " flags " << fl;
+          ASSERT_EQ(0, memcmp(y.data() + (size_t)B * ldy, y0.data() + (size_t)B * ldy,
+                              sizeof(float) * (size_t)(NC_GEMV_MAX_B - B) * ldy)) << "rows past B";
+        }
+      for (int b = 0; b < NC_GEMV_MAX_B; b += 9) { // row b alone (B = 1) == row b of the batch
+        std::vector<float> one(y0.begin() + (size_t)b * ldy, y0.begin() + (size_t)(b + 1) * ldy);
+        ASSERT_EQ(nc_gemv_bf16dp_packed(wp.data(), O, K, xb.data() + (size_t)b * ldx, ldx, 1,
+                                        one.data(), ldy, fl, 2), NC_OK);
+        ASSERT_EQ(0, memcmp(one.data(), plain.data() + (size_t)b * ldy, sizeof(float) * ldy)) << "row " << b;
+      }
+    }
+  }
+  // the plain kernel is checked against the double reference too (it is what the tiles equal)
+  const int O = 40, K = 96;
+  std::vector<float> wf((size_t)O * K), xf(K);
+  for (auto &v : wf) v = n(g) * 0.05f;
+  for (auto &v : xf) v = n(g);
+  std::vector<uint16_t> wp(nc_gemv_bf16_packed_size(O, K)), xb(K);
+  nc_gemv_bf16_pack(wf.data(), O, K, wp.data());
+  nc_f32_to_bf16(xf.data(), xb.data(), K);
+  std::vector<float> y(O), yr(O);
+  ASSERT_EQ(nc_gemv_bf16dp_packed_plain(wp.data(), O, K, xb.data(), K, 1, y.data(), O, 0), NC_OK);
+  ASSERT_EQ(nc_gemv_bf16dp_packed_ref(wp.data(), O, K, xb.data(), K, 1, yr.data(), O), NC_OK);
+  for (int o = 0; o < O; o++) ASSERT_NEAR(y[o], yr[o], 1e-4f * (1.0f + std::sqrt((float)K)));
+  uint16_t w8[64] = {0}, x8[8] = {0};
+  float y8[8];
+  EXPECT_EQ(nc_gemv_bf16dp_packed_plain(w8, 1, 12, x8, 12, 1, y8, 1, 0), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16dp_packed_plain(w8, 1, 8, nullptr, 8, 1, y8, 1, 0), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16dp_packed_plain(w8, 1, 8, x8, 8, 1, y8, 1, 4), NC_EINVAL);
+  EXPECT_EQ(nc_gemv_bf16dp_packed_plain(w8, 1, 8, x8, 8, NC_GEMV_MAX_B + 1, y8, 1, 0), NC_EINVAL);
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 extern "C" {
 #include "nc_err.h"
@@ -193,4 +194,33 @@ TEST(Sample, TopKLargerThanVocabMeansAll) {
     seen[tok]++;
   }
   for (int i = 0; i < 5; i++) EXPECT_GT(seen[i], 250) << i;
+}
+
+// The vectorised greedy scan equals the plain loop (first index of the maximum, NC_ERANGE for
+// any non-finite logit) for vocab sizes around its 32-wide blocks, with ties (few distinct
+// values, +0 / -0) and a NaN / +inf / -inf placed in the blocks or the tail.
+TEST(Sample, GreedyScanMatchesPlainLoop) {
+  std::mt19937 g(5);
+  const float bad[3] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity()};
+  for (int V : {1, 7, 31, 32, 33, 63, 64, 95, 100, 1000, 32768}) {
+    Sampler S(V);
+    for (int trial = 0; trial < 40; trial++) {
+      std::vector<float> l(V);
+      const int distinct = 1 + trial % 5;
+      for (auto &v : l) v = (float)((int)(g() % distinct) - 2) * (trial % 2 ? 1.0f : -0.0f) - 7.0f * (trial % 3 == 0);
+      if (trial % 7 == 3) l[g() % V] = 1e30f;
+      int want = 0;
+      for (int i = 1; i < V; i++)
+        if (l[i] > l[want]) want = i;
+      int tok = -1;
+      ASSERT_EQ(nc_sampler_sample(S.s, l.data(), params(0, 0), nullptr, &tok), NC_OK);
+      ASSERT_EQ(tok, want) << "V " << V << " trial " << trial;
+      const int at = trial % 4 == 0 ? V - 1 : (int)(g() % V);
+      l[at] = bad[trial % 3];
+      tok = 12345;
+      ASSERT_EQ(nc_sampler_sample(S.s, l.data(), params(0, 0), nullptr, &tok), NC_ERANGE) << "V " << V << " at " << at;
+      ASSERT_EQ(tok, 12345);
+    }
+  }
 }
