@@ -358,7 +358,8 @@ describe('end to end against a served model', () => {
     assert.ok(!sse.events.some((e) => e.event === 'done'), 'still running when the client goes away');
     sse.close();
     await waitFor(async () => ((await status()).slots_in_use ?? 0) === 0, { what: 'the slot freed' });
-    await waitFor(async () => (await inflight()) === base, { what: 'the gRPC stream gone from nanochatd' });
+    // <= base: a call of an earlier test that was still open when base was read may end meanwhile
+    await waitFor(async () => (await inflight()) <= base, { what: 'the gRPC stream gone from nanochatd' });
     assert.equal((await sessions()).length, before, 'a cancelled generation stores nothing');
     // the served model still answers afterwards
     const after = await post(`${s.base}/nanochat/chat/completions`, { ...CHAT, ephemeral: true }, { headers: U });
