@@ -84,6 +84,29 @@ int nc_jobio_parse_args(int argc, char *const argv[], nc_jobio_args *out, char *
   return NC_OK;
 }
 
+int nc_jobio_start(int argc, char *const argv[], const char *prog, const ProtobufCMessageDescriptor *desc,
+                   nc_jobio_args *a, ProtobufCMessage **req) {
+  char err[512];
+  *req = NULL;
+  if (nc_jobio_parse_args(argc, argv, a, err, sizeof err) != NC_OK) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return NC_EINVAL;
+  }
+  uint8_t *buf;
+  size_t len;
+  if (nc_jobio_read_request(a, &buf, &len) != NC_OK) {
+    fprintf(stderr, "%s: cannot read %s\n", prog, a->request_path);
+    return NC_EINVAL;
+  }
+  *req = protobuf_c_message_unpack(desc, NULL, len, buf);
+  free(buf);
+  if (!*req) {
+    fprintf(stderr, "%s: the request is not a %s\n", prog, desc->short_name);
+    return NC_EINVAL;
+  }
+  return NC_OK;
+}
+
 int nc_jobio_read_request(const nc_jobio_args *a, uint8_t **buf, size_t *len) {
   *buf = NULL;
   *len = 0;

@@ -94,6 +94,13 @@ int nc_jobio_parse_args(int argc, char *const argv[], nc_jobio_args *out, char *
  * NC_OK, NC_ENOTFOUND, NC_EIO, NC_ENOMEM. An empty file gives *len 0 and a non-NULL *buf. */
 int nc_jobio_read_request(const nc_jobio_args *a, uint8_t **buf, size_t *len);
 
+/* The start of every job executable: parses argv into *a, reads the request file and unpacks it
+ * as a `desc` message (protobuf-c default allocator; the caller frees *req with
+ * protobuf_c_message_free_unpacked). On failure it prints "<prog>: <why>" to stderr and returns
+ * NC_EINVAL (a job exits 2 then). */
+int nc_jobio_start(int argc, char *const argv[], const char *prog, const ProtobufCMessageDescriptor *desc,
+                   nc_jobio_args *a, ProtobufCMessage **req);
+
 typedef struct nc_jobio nc_jobio;
 
 /* Starts speaking the protocol on a->events_fd: installs a SIGTERM handler that sets the stop

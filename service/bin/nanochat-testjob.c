@@ -51,23 +51,9 @@ static void progress(nc_jobio *io, int step, int steps, double t0, int step_ms) 
 
 int main(int argc, char **argv) {
   nc_jobio_args a;
-  char err[256];
-  if (nc_jobio_parse_args(argc, argv, &a, err, sizeof err) != NC_OK) {
-    fprintf(stderr, "nanochat-testjob: %s\n", err);
-    return 2;
-  }
-  uint8_t *buf;
-  size_t len;
-  if (nc_jobio_read_request(&a, &buf, &len) != NC_OK) {
-    fprintf(stderr, "nanochat-testjob: cannot read %s\n", a.request_path);
-    return 2;
-  }
-  Nanochat__V1__TestJobRequest *req = nanochat__v1__test_job_request__unpack(NULL, len, buf);
-  free(buf);
-  if (!req) {
-    fprintf(stderr, "nanochat-testjob: the request is not a TestJobRequest\n");
-    return 2;
-  }
+  ProtobufCMessage *msg;
+  if (nc_jobio_start(argc, argv, "nanochat-testjob", &nanochat__v1__test_job_request__descriptor, &a, &msg) != NC_OK) return 2;
+  Nanochat__V1__TestJobRequest *req = (Nanochat__V1__TestJobRequest *)msg;
   nc_jobio *io;
   if (nc_jobio_open(&a, &io) != NC_OK) {
     fprintf(stderr, "nanochat-testjob: bad events fd\n");

@@ -86,23 +86,10 @@ static double bytes_per_token(const nc_tokenizer *t, const char *dir) {
 
 int main(int argc, char **argv) {
   nc_jobio_args a;
+  ProtobufCMessage *msg;
+  if (nc_jobio_start(argc, argv, "nanochat-tokenizer-job", &nanochat__v1__train_tokenizer_request__descriptor, &a, &msg) != NC_OK) return 2;
+  Nanochat__V1__TrainTokenizerRequest *req = (Nanochat__V1__TrainTokenizerRequest *)msg;
   char err[512];
-  if (nc_jobio_parse_args(argc, argv, &a, err, sizeof err) != NC_OK) {
-    fprintf(stderr, "nanochat-tokenizer-job: %s\n", err);
-    return 2;
-  }
-  uint8_t *buf;
-  size_t len;
-  if (nc_jobio_read_request(&a, &buf, &len) != NC_OK) {
-    fprintf(stderr, "nanochat-tokenizer-job: cannot read %s\n", a.request_path);
-    return 2;
-  }
-  Nanochat__V1__TrainTokenizerRequest *req = nanochat__v1__train_tokenizer_request__unpack(NULL, len, buf);
-  free(buf);
-  if (!req) {
-    fprintf(stderr, "nanochat-tokenizer-job: the request is not a TrainTokenizerRequest\n");
-    return 2;
-  }
   nc_jobio *io;
   if (nc_jobio_open(&a, &io) != NC_OK) return 2;
   int exit_code = 1;

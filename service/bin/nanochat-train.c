@@ -273,23 +273,9 @@ static int run(job *j, const nc_jobio_args *a, const Nanochat__V1__TrainBaseRequ
 
 int main(int argc, char **argv) {
   nc_jobio_args a;
-  char err[512];
-  if (nc_jobio_parse_args(argc, argv, &a, err, sizeof err) != NC_OK) {
-    fprintf(stderr, "nanochat-train: %s\n", err);
-    return 2;
-  }
-  uint8_t *buf;
-  size_t len;
-  if (nc_jobio_read_request(&a, &buf, &len) != NC_OK) {
-    fprintf(stderr, "nanochat-train: cannot read %s\n", a.request_path);
-    return 2;
-  }
-  Nanochat__V1__TrainBaseRequest *req = nanochat__v1__train_base_request__unpack(NULL, len, buf);
-  free(buf);
-  if (!req) {
-    fprintf(stderr, "nanochat-train: the request is not a TrainBaseRequest\n");
-    return 2;
-  }
+  ProtobufCMessage *msg;
+  if (nc_jobio_start(argc, argv, "nanochat-train", &nanochat__v1__train_base_request__descriptor, &a, &msg) != NC_OK) return 2;
+  Nanochat__V1__TrainBaseRequest *req = (Nanochat__V1__TrainBaseRequest *)msg;
   setvbuf(stdout, NULL, _IOLBF, 0);
   job j;
   memset(&j, 0, sizeof j);
