@@ -197,3 +197,53 @@ test('example_runs', async () => {
     assert.match(out, /chat: done: [1-9][0-9]* tokens, FINISH_(LENGTH|STOP), session [0-9a-f]{32}\n/);
   });
 });
+
+// index.d.ts declares exactly what index.js exports (no server needed).
+test('declarations_match_exports', () => {
+  const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8');
+  const declared = new Set([...dts.matchAll(/^export declare (?:class|const|function) (\w+)/gm)]
+    .map((m) => m[1]));
+  assert.deepStrictEqual([...declared].sort(), Object.keys(nc).sort());
+  const errorsType = dts.match(/^export declare const errors: \{\n([^}]*)\};/m);
+  assert.ok(errorsType, 'errors declared');
+  assert.deepStrictEqual([...errorsType[1].matchAll(/^\s+(\w+): typeof \1;$/gm)].map((m) => m[1]).sort(),
+                         Object.keys(nc.errors).sort());
+  for (const name of Object.keys(nc.errors)) {
+    assert.ok(new RegExp(`^export declare class ${name} extends ${name === 'NanochatError' ? 'Error' : 'NanochatError'} `, 'm')
+      .test(dts), `${name} declared as a class`);
+  }
+});
+
+// The shape index.d.ts promises for responses, checked on what the loader delivers for an empty
+// message of every response type: each field outside a oneof present (sub-message null,
+// repeated [], 64-bit as number, enum as its name), oneof members and the discriminator absent.
+test('declared_response_shapes_match_loader', () => {
+  const table = JSON.parse(fs.readFileSync(path.join(BUILD, 'gen', 'rpc_table.json'), 'utf8'));
+  const c = new nc.Client({ address: '127.0.0.1:1' });
+  try {
+    let checked = 0;
+    for (const [svc, stub] of Object.entries(c.rpc.stubs)) {
+      for (const def of Object.values(stub.constructor.service)) {
+        const row = table.methods.find((m) => m.path === def.path);
+        const msg = table.messages[row.output_type];
+        const obj = def.responseDeserialize(Buffer.alloc(0));
+        const plain = msg.fields.filter((f) => f.oneof === undefined);
+        assert.deepStrictEqual(Object.keys(obj).sort(), plain.map((f) => f.name).sort(), def.path);
+        for (const f of plain) {
+          const v = obj[f.name];
+          if (f.repeated) assert.deepStrictEqual(v, [], `${def.path} ${f.name}`);
+          else if (table.messages[f.type]) assert.strictEqual(v, null, `${def.path} ${f.name}`);
+          else if (table.enums[f.type]) assert.strictEqual(typeof v, 'string', `${def.path} ${f.name}`);
+          else if (f.type === 'bytes') assert.ok(Buffer.isBuffer(v), `${def.path} ${f.name}`);
+          else if (f.type === 'bool') assert.strictEqual(typeof v, 'boolean', `${def.path} ${f.name}`);
+          else if (f.type === 'string') assert.strictEqual(typeof v, 'string', `${def.path} ${f.name}`);
+          else assert.strictEqual(typeof v, 'number', `${def.path} ${f.name} ${svc}`);
+        }
+        checked++;
+      }
+    }
+    assert.ok(checked >= 20, `checked ${checked} methods`);
+  } finally {
+    c.close();
+  }
+});
