@@ -21,6 +21,9 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto"))
+from gen_rpc_table import write  # noqa: E402  (atomic write, one copy)
+
 PKG = "nanochat.v1."
 SCALAR_OUT = {
     "double": "number", "float": "number", "int32": "number", "uint32": "number",
@@ -121,17 +124,20 @@ def emit_message(name, msg, messages, want_out, want_in):
     return out
 
 
+def field_lines(f, t, messages, opt):
+    """The doc comment and declaration of field f of element type t (opt: "" or "?")."""
+    if f["repeated"]:
+        t = "%s[]" % (t if " " not in t else "(%s)" % t)
+    elif f["type"] in messages:
+        t += " | null"
+    return doc_comment(f.get("doc"), "  ", field_notes(f)) + ["  %s%s: %s;" % (f["name"], opt, t)]
+
+
 def emit_output(tn, name, msg, plain, oneofs, messages):
     out = doc_comment(msg.get("doc"), "", ["", "As delivered by the SDK (proto `%s`)." % name])
     body = []
     for f in plain:
-        t = out_type(f)
-        if f["repeated"]:
-            t = "%s[]" % (t if " " not in t else "(%s)" % t)
-        elif f["type"] in messages:
-            t += " | null"
-        body += doc_comment(f.get("doc"), "  ", field_notes(f))
-        body.append("  %s: %s;" % (f["name"], t))
+        body += field_lines(f, out_type(f), messages, "")
     if not oneofs:
         out.append("export interface %s {" % tn)
         out += body
@@ -162,13 +168,7 @@ def emit_input(tn, name, msg, messages):
                                             % name])
     out.append("export interface %sInput {" % tn)
     for f in msg["fields"]:
-        t = in_type(f, messages)
-        if f["repeated"]:
-            t = "%s[]" % (t if " " not in t else "(%s)" % t)
-        elif f["type"] in messages:
-            t += " | null"
-        out += doc_comment(f.get("doc"), "  ", field_notes(f))
-        out.append("  %s?: %s;" % (f["name"], t))
+        out += field_lines(f, in_type(f, messages), messages, "?")
     out.append("}")
     out.append("")
     return out
@@ -260,11 +260,7 @@ def main(argv):
     except (OSError, ValueError, KeyError, GenError) as e:
         sys.stderr.write("gen_node_types.py: %s\n" % e)
         return 1
-    os.makedirs(os.path.dirname(os.path.abspath(argv[3])), exist_ok=True)
-    tmp = argv[3] + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, argv[3])
+    write(argv[3], text)
     return 0
 
 
