@@ -55,8 +55,9 @@ def doc_comment(text, indent, extra=()):
         return []
     if len(lines) == 1:
         return ["%s/** %s */" % (indent, lines[0])]
-    return [indent + "/**"] + ["%s * %s" % (indent, l) if l else indent + " *" for l in lines] + \
-        [indent + " */"]
+    # the first line opens the comment (keeps the generated file compact)
+    return ["%s/** %s" % (indent, lines[0])] + \
+        ["%s * %s" % (indent, l) if l else indent + " *" for l in lines[1:]] + [indent + " */"]
 
 
 def field_notes(f):

@@ -281,8 +281,7 @@ export type Role =
 
 // ---- messages ----
 
-/**
- * New text since the previous delta. Never splits a UTF-8 code point: bytes of an
+/** New text since the previous delta. Never splits a UTF-8 code point: bytes of an
  * incomplete character are held back until it completes.
  *
  * As delivered by the SDK (proto `nanochat.v1.ChatDelta`).
@@ -291,8 +290,7 @@ export interface ChatDelta {
   text: string;
   /** Token ids sampled (or forced by the tool) since the previous delta. */
   token_ids: number[];
-  /**
-   * True while the text belongs to a tool call or a tool output.
+  /** True while the text belongs to a tool call or a tool output.
    * Default: false.
    */
   tool: boolean;
@@ -309,18 +307,15 @@ export interface ChatDone {
 
 /** Request form of `nanochat.v1.ChatHistoryRequest` (every field optional). */
 export interface ChatHistoryRequestInput {
-  /**
-   * Session to return; empty = list sessions (newest first).
+  /** Session to return; empty = list sessions (newest first).
    * Limits: ident true, max_len 64.
    */
   session_id?: string;
-  /**
-   * Page size for listings, 1..1000.
+  /** Page size for listings, 1..1000.
    * Default: 100. Limits: max 1000, min 1.
    */
   page_size?: number;
-  /**
-   * Opaque token from a previous response's next_page_token.
+  /** Opaque token from a previous response's next_page_token.
    * Limits: max_len 256.
    */
   page_token?: string;
@@ -335,8 +330,7 @@ export interface ChatHistoryResponse {
   next_page_token: string;
 }
 
-/**
- * A chat message. `content` holds plain text; an assistant message may instead carry `parts`
+/** A chat message. `content` holds plain text; an assistant message may instead carry `parts`
  * (text / tool call / tool output), as nanochat's conversations do. Never both.
  *
  * As delivered by the SDK (proto `nanochat.v1.ChatMessage`).
@@ -344,8 +338,7 @@ export interface ChatHistoryResponse {
 export interface ChatMessage {
   /** Default: ROLE_UNSPECIFIED. */
   role: Role;
-  /**
-   * Message text, 1..8000 bytes for user input (chat_web's limit).
+  /** Message text, 1..8000 bytes for user input (chat_web's limit).
    * Limits: max_len 8000.
    */
   content: string;
@@ -353,8 +346,7 @@ export interface ChatMessage {
   parts: ContentPart[];
 }
 
-/**
- * A chat message. `content` holds plain text; an assistant message may instead carry `parts`
+/** A chat message. `content` holds plain text; an assistant message may instead carry `parts`
  * (text / tool call / tool output), as nanochat's conversations do. Never both.
  *
  * Request form of `nanochat.v1.ChatMessage` (every field optional).
@@ -362,8 +354,7 @@ export interface ChatMessage {
 export interface ChatMessageInput {
   /** Default: ROLE_UNSPECIFIED. */
   role?: Role | number;
-  /**
-   * Message text, 1..8000 bytes for user input (chat_web's limit).
+  /** Message text, 1..8000 bytes for user input (chat_web's limit).
    * Limits: max_len 8000.
    */
   content?: string;
@@ -371,62 +362,52 @@ export interface ChatMessageInput {
   parts?: ContentPartInput[];
 }
 
-/**
- * Request of Chat.Complete and Chat.Stream. Limits follow nanochat's chat_web.
+/** Request of Chat.Complete and Chat.Stream. Limits follow nanochat's chat_web.
  *
  * Request form of `nanochat.v1.ChatRequest` (every field optional).
  */
 export interface ChatRequestInput {
-  /**
-   * The conversation, oldest first: optional leading system message, then strictly
+  /** The conversation, oldest first: optional leading system message, then strictly
    * alternating user/assistant messages ending with a user message. With a session_id of an
    * existing session, the stored messages come first and `messages` holds only the new turn(s).
    * 1..500 messages; each content 1..8000 bytes; all contents together <= 32000 bytes.
    * Limits: max_count 500, min_count 1.
    */
   messages?: ChatMessageInput[];
-  /**
-   * Sampling temperature in [0, 2]; 0 = greedy (argmax).
+  /** Sampling temperature in [0, 2]; 0 = greedy (argmax).
    * Default: 0.6. Limits: max 2.0, min 0.0.
    */
   temperature?: number;
-  /**
-   * Sample only among the k most likely tokens; 0 = no top-k. [0, 200].
+  /** Sample only among the k most likely tokens; 0 = no top-k. [0, 200].
    * Default: 50. Limits: max 200, min 0.
    */
   top_k?: number;
-  /**
-   * Largest number of tokens to generate, [1, 4096]. Unset: up to 2048, clipped to what is
+  /** Largest number of tokens to generate, [1, 4096]. Unset: up to 2048, clipped to what is
    * left of the model's context. Set: prompt + max_tokens must fit the context, else
    * INVALID_ARGUMENT "exceeds context" before anything is allocated.
    * Limits: max 4096, min 1.
    */
   max_tokens?: number;
-  /**
-   * Session to continue (16..64 chars [A-Za-z0-9_.-]). Unknown id: NOT_FOUND. Empty: a new
+  /** Session to continue (16..64 chars [A-Za-z0-9_.-]). Unknown id: NOT_FOUND. Empty: a new
    * session is created (its id is returned) unless `ephemeral` is set.
    * Limits: ident true, max_len 64.
    */
   session_id?: string;
-  /**
-   * Nucleus sampling: keep the smallest set of tokens whose probability mass >= top_p. (0, 1].
+  /** Nucleus sampling: keep the smallest set of tokens whose probability mass >= top_p. (0, 1].
    * Default: 1. Limits: max 1.0, min 1e-06.
    */
   top_p?: number;
-  /**
-   * Drop tokens whose probability < min_p x the top probability. [0, 1].
+  /** Drop tokens whose probability < min_p x the top probability. [0, 1].
    * Default: 0. Limits: max 1.0, min 0.0.
    */
   min_p?: number;
   /** RNG seed; the same seed, model and request give the same tokens. Unset: random. */
   seed?: number | string;
-  /**
-   * Do not store anything (no session is created or updated).
+  /** Do not store anything (no session is created or updated).
    * Default: false.
    */
   ephemeral?: boolean;
-  /**
-   * Run the calculator tool on <|python_start|>...<|python_end|> (nanochat's engine does).
+  /** Run the calculator tool on <|python_start|>...<|python_end|> (nanochat's engine does).
    * Default: true.
    */
   tools?: boolean;
@@ -445,8 +426,7 @@ export interface ChatResponse {
   parts: ContentPart[];
 }
 
-/**
- * One message of Chat.Stream: many deltas, then exactly one `done`.
+/** One message of Chat.Stream: many deltas, then exactly one `done`.
  *
  * As delivered by the SDK (proto `nanochat.v1.ChatStreamResponse`).
  */
@@ -455,8 +435,7 @@ export type ChatStreamResponse = {}
     | { event: 'delta'; delta: ChatDelta; done?: undefined; }
     | { event: 'done'; done: ChatDone; delta?: undefined; });
 
-/**
- * Checkpoint metadata (LMDB "checkpoints"); committed only after the files are durable.
+/** Checkpoint metadata (LMDB "checkpoints"); committed only after the files are durable.
  *
  * As delivered by the SDK (proto `nanochat.v1.CheckpointInfo`).
  */
@@ -484,13 +463,11 @@ export interface CheckpointInfo {
 export interface CheckpointListRequestInput {
   /** Filter by phase (unspecified = all phases). */
   phase?: Phase | number;
-  /**
-   * Filter by tag (empty = all tags).
+  /** Filter by tag (empty = all tags).
    * Limits: ident true, max_len 64.
    */
   tag?: string;
-  /**
-   * Re-check every file's size and SHA-256 (slow for big models); also reports orphan files.
+  /** Re-check every file's size and SHA-256 (slow for big models); also reports orphan files.
    * Default: false.
    */
   verify?: boolean;
@@ -506,13 +483,11 @@ export interface CheckpointListResponse {
 export interface CheckpointSaveRequestInput {
   /** Phase directory to save under; default = the served model's phase. */
   phase?: Phase | number;
-  /**
-   * Tag; default = the served model's tag, else "manual".
+  /** Tag; default = the served model's tag, else "manual".
    * Limits: ident true, max_len 64.
    */
   tag?: string;
-  /**
-   * Step; default = the served model's step. An existing (phase, tag, step) is ALREADY_EXISTS.
+  /** Step; default = the served model's step. An existing (phase, tag, step) is ALREADY_EXISTS.
    * Limits: max 999999999, min 0.
    */
   step?: number | string;
@@ -534,8 +509,7 @@ export interface ContentPartInput {
   text?: string;
 }
 
-/**
- * Where training text comes from: empty = the data dir's default corpus (built by
+/** Where training text comes from: empty = the data dir's default corpus (built by
  * scripts/build-corpus), or a directory of .txt / .jsonl files given by name under the data
  * dir's "datasets/" folder.
  *
@@ -548,8 +522,7 @@ export interface DatasetRefInput {
 
 /** Request form of `nanochat.v1.DecodeRequest` (every field optional). */
 export interface DecodeRequestInput {
-  /**
-   * Up to 262144 ids; an id that is no token (>= vocab size, or unused) is INVALID_ARGUMENT
+  /** Up to 262144 ids; an id that is no token (>= vocab size, or unused) is INVALID_ARGUMENT
    * naming its index.
    * Limits: max_count 262144.
    */
@@ -558,8 +531,7 @@ export interface DecodeRequestInput {
 
 /** As delivered by the SDK (proto `nanochat.v1.DecodeResponse`). */
 export interface DecodeResponse {
-  /**
-   * Special tokens appear as their strings; bytes that are not valid UTF-8 become U+FFFD
+  /** Special tokens appear as their strings; bytes that are not valid UTF-8 become U+FFFD
    * (tiktoken's decode). At most 8 MiB (RESOURCE_EXHAUSTED beyond); ids that decode to a NUL
    * byte are INVALID_ARGUMENT (a string cannot carry one).
    */
@@ -568,25 +540,21 @@ export interface DecodeResponse {
 
 /** Request form of `nanochat.v1.EncodeRequest` (every field optional). */
 export interface EncodeRequestInput {
-  /**
-   * One text (up to 256 KiB) ...
+  /** One text (up to 256 KiB) ...
    * Limits: max_len 262144.
    */
   text?: string;
-  /**
-   * ... or a batch of texts (up to 256 of them, each up to 256 KiB); not both (INVALID_ARGUMENT).
+  /** ... or a batch of texts (up to 256 of them, each up to 256 KiB); not both (INVALID_ARGUMENT).
    * Neither is the empty text.
    * Limits: max_count 256, max_len 262144.
    */
   texts?: string[];
-  /**
-   * Put <|bos|> first, in every text of a batch (the worker always did; here it is explicit).
+  /** Put <|bos|> first, in every text of a batch (the worker always did; here it is explicit).
    * FAILED_PRECONDITION when the tokenizer has no <|bos|>.
    * Default: false.
    */
   prepend_bos?: boolean;
-  /**
-   * Recognise special-token strings such as "<|user_start|>" in the text. Off by default:
+  /** Recognise special-token strings such as "<|user_start|>" in the text. Off by default:
    * user text never turns into special tokens.
    * Default: false.
    */
@@ -605,8 +573,7 @@ export interface EncodeResponse {
 
 /** Request form of `nanochat.v1.EvalChatRequest` (every field optional). */
 export interface EvalChatRequestInput {
-  /**
-   * One of ARC-Easy, ARC-Challenge, MMLU, GSM8K, HumanEval, SpellingBee; empty = all six
+  /** One of ARC-Easy, ARC-Challenge, MMLU, GSM8K, HumanEval, SpellingBee; empty = all six
    * (then ChatCORE is reported).
    * Limits: max_len 32.
    */
@@ -621,8 +588,7 @@ export interface EvalChatRequestInput {
   top_k?: number;
   /** Default: 8. Limits: max 1024, min 1. */
   batch_size?: number;
-  /**
-   * Problems per task; unset = all.
+  /** Problems per task; unset = all.
    * Limits: min 1.
    */
   max_problems?: number;
@@ -633,13 +599,11 @@ export interface EvalChatRequestInput {
 
 /** Request form of `nanochat.v1.EvalCoreRequest` (every field optional). */
 export interface EvalCoreRequestInput {
-  /**
-   * Examples per task; -1 = all.
+  /** Examples per task; -1 = all.
    * Default: -1. Limits: min -1.
    */
   max_per_task?: number;
-  /**
-   * Task labels to run (empty = every task of the bundle).
+  /** Task labels to run (empty = every task of the bundle).
    * Limits: max_count 64, max_len 64.
    */
   tasks?: string[];
@@ -650,13 +614,11 @@ export interface EvalCoreRequestInput {
 
 /** Request form of `nanochat.v1.EvalLossRequest` (every field optional). */
 export interface EvalLossRequestInput {
-  /**
-   * "val" (default) or "train".
+  /** "val" (default) or "train".
    * Default: val. Limits: max_len 16.
    */
   split?: string;
-  /**
-   * Batches to evaluate.
+  /** Batches to evaluate.
    * Default: 50. Limits: max 100000, min 1.
    */
   steps?: number;
@@ -679,23 +641,19 @@ export interface EvalLossResponse {
 
 /** Request form of `nanochat.v1.ExecuteRequest` (every field optional). */
 export interface ExecuteRequestInput {
-  /**
-   * Python 3 source, 1 byte..128 KiB; passed to the interpreter as a file.
+  /** Python 3 source, 1 byte..128 KiB; passed to the interpreter as a file.
    * Limits: max_len 131072, nonempty true.
    */
   code?: string;
-  /**
-   * Wall-clock limit in seconds, (0, server max] (server max default 30).
+  /** Wall-clock limit in seconds, (0, server max] (server max default 30).
    * Default: 5. Limits: max 600.0, min 0.001.
    */
   timeout?: number;
-  /**
-   * Address-space limit in MiB, [16, server max] (server max default 1024).
+  /** Address-space limit in MiB, [16, server max] (server max default 1024).
    * Default: 256. Limits: max 65536, min 16.
    */
   memory_limit_mb?: number;
-  /**
-   * Bytes fed to stdin (default: /dev/null).
+  /** Bytes fed to stdin (default: /dev/null).
    * Limits: max_len 65536.
    */
   stdin?: Uint8Array | string;
@@ -735,8 +693,7 @@ export interface HealthCheckResponse {
   model_step: number;
   version: string;
   uptime_s: number;
-  /**
-   * Isolation available for Tools.Execute, e.g. "ns+seccomp+rlimits+uid", or
+  /** Isolation available for Tools.Execute, e.g. "ns+seccomp+rlimits+uid", or
    * "unavailable: <why>".
    */
   sandbox_level: string;
@@ -806,8 +763,7 @@ export interface JobRef {
   queue_position: number;
 }
 
-/**
- * GPT shape (nanochat GPTConfig); the same keys as nanochat's meta "model_config".
+/** GPT shape (nanochat GPTConfig); the same keys as nanochat's meta "model_config".
  *
  * As delivered by the SDK (proto `nanochat.v1.ModelConfig`).
  */
@@ -823,31 +779,26 @@ export interface ModelConfig {
 
 /** Request form of `nanochat.v1.ModelLoadRequest` (every field optional). */
 export interface ModelLoadRequestInput {
-  /**
-   * Training phase to load from; default sft (nanochat's chat default).
+  /** Training phase to load from; default sft (nanochat's chat default).
    * Default: PHASE_SFT.
    */
   phase?: Phase | number;
-  /**
-   * Model tag, e.g. "d4". Empty: the tag with the largest depth (nanochat's rule), else the
+  /** Model tag, e.g. "d4". Empty: the tag with the largest depth (nanochat's rule), else the
    * most recent.
    * Limits: ident true, max_len 64.
    */
   model_tag?: string;
-  /**
-   * Step to load; unset = latest step of that tag.
+  /** Step to load; unset = latest step of that tag.
    * Limits: min 0.
    */
   step?: number | string;
-  /**
-   * "auto" (default), "cpu" or "cuda".
+  /** "auto" (default), "cpu" or "cuda".
    * Default: auto. Limits: max_len 16.
    */
   device?: string;
 }
 
-/**
- * Which checkpoint an evaluation job runs on; unset = the one currently served.
+/** Which checkpoint an evaluation job runs on; unset = the one currently served.
  *
  * Request form of `nanochat.v1.ModelRef` (every field optional).
  */
@@ -888,8 +839,7 @@ export interface ModelStatusRequestInput {
 export interface ModelUnloadRequestInput {
 }
 
-/**
- * Latest metrics of a job (also the payload of PROGRESS events).
+/** Latest metrics of a job (also the payload of PROGRESS events).
  *
  * As delivered by the SDK (proto `nanochat.v1.Progress`).
  */
@@ -913,8 +863,7 @@ export interface Progress {
 
 /** Request form of `nanochat.v1.SampleRequest` (every field optional). */
 export interface SampleRequestInput {
-  /**
-   * Prompt text; encoded as <|bos|> + ordinary tokens. Up to 32000 bytes.
+  /** Prompt text; encoded as <|bos|> + ordinary tokens. Up to 32000 bytes.
    * Limits: max_len 32000.
    */
   prompt?: string;
@@ -924,16 +873,14 @@ export interface SampleRequestInput {
   temperature?: number;
   /** Default: 50. Limits: max 200, min 0. */
   top_k?: number;
-  /**
-   * Independent samples of the same prompt, 1..8.
+  /** Independent samples of the same prompt, 1..8.
    * Default: 1. Limits: max 8, min 1.
    */
   num_samples?: number;
   seed?: number | string;
   /** Default: 1. Limits: max 1.0, min 1e-06. */
   top_p?: number;
-  /**
-   * Include the prompt text at the start of each sample (the worker always did).
+  /** Include the prompt text at the start of each sample (the worker always did).
    * Default: false.
    */
   include_prompt?: boolean;
@@ -956,8 +903,7 @@ export interface SampleStreamResponse {
   finish_reason: FinishReason;
 }
 
-/**
- * A stored conversation (LMDB "sessions").
+/** A stored conversation (LMDB "sessions").
  *
  * As delivered by the SDK (proto `nanochat.v1.Session`).
  */
@@ -976,8 +922,7 @@ export interface Session {
   version: number;
 }
 
-/**
- * Short listing entry for Chat.History without a session id.
+/** Short listing entry for Chat.History without a session id.
  *
  * As delivered by the SDK (proto `nanochat.v1.SessionSummary`).
  */
@@ -992,20 +937,17 @@ export interface SessionSummary {
 
 /** Request form of `nanochat.v1.TestJobRequest` (every field optional). */
 export interface TestJobRequestInput {
-  /**
-   * Steps to report, one every step_ms milliseconds.
+  /** Steps to report, one every step_ms milliseconds.
    * Default: 10. Limits: max 100000, min 0.
    */
   steps?: number;
   /** Default: 100. Limits: max 60000, min 0. */
   step_ms?: number;
-  /**
-   * Exit with this failure message after `steps` (tests of failed jobs).
+  /** Exit with this failure message after `steps` (tests of failed jobs).
    * Limits: max_len 256.
    */
   fail_with?: string;
-  /**
-   * Crash (SIGKILL itself) at this step (tests of dying job processes); -1 = never.
+  /** Crash (SIGKILL itself) at this step (tests of dying job processes); -1 = never.
    * Default: -1. Limits: min -1.
    */
   crash_at?: number;
@@ -1016,8 +958,7 @@ export interface TokenList {
   ids: number[];
 }
 
-/**
- * Pretraining options (nanochat scripts/base_train.py, same names and defaults).
+/** Pretraining options (nanochat scripts/base_train.py, same names and defaults).
  *
  * Request form of `nanochat.v1.TrainBaseRequest` (every field optional).
  */
@@ -1030,13 +971,11 @@ export interface TrainBaseRequestInput {
   head_dim?: number;
   /** Default: 2048. Limits: max 65536, min 2. */
   max_seq_len?: number;
-  /**
-   * Sliding-window pattern tiled over layers: S = short window, L = full context.
+  /** Sliding-window pattern tiled over layers: S = short window, L = full context.
    * Default: SSSL. Limits: max_len 64, nonempty true.
    */
   window_pattern?: string;
-  /**
-   * Horizon, first match wins: num_iterations > 0; target_flops > 0; else
+  /** Horizon, first match wins: num_iterations > 0; target_flops > 0; else
    * target_param_data_ratio x scaling params tokens.
    * Default: -1. Limits: max 100000000, min -1.
    */
@@ -1045,13 +984,11 @@ export interface TrainBaseRequestInput {
   target_flops?: number;
   /** Default: 12. Limits: max 100000.0, min 0.001. */
   target_param_data_ratio?: number;
-  /**
-   * Rows per micro-batch.
+  /** Rows per micro-batch.
    * Default: 32. Limits: max 4096, min 1.
    */
   device_batch_size?: number;
-  /**
-   * Tokens per optimizer step; -1 = nanochat's automatic rule.
+  /** Tokens per optimizer step; -1 = nanochat's automatic rule.
    * Default: -1. Limits: max 1073741824, min -1.
    */
   total_batch_size?: number | string;
@@ -1071,13 +1008,11 @@ export interface TrainBaseRequestInput {
   warmdown_ratio?: number;
   /** Default: 0.05. Limits: max 1.0, min 0.0. */
   final_lr_frac?: number;
-  /**
-   * Resume from this step of model_tag's checkpoints (-1 = fresh start).
+  /** Resume from this step of model_tag's checkpoints (-1 = fresh start).
    * Default: -1. Limits: min -1.
    */
   resume_from_step?: number | string;
-  /**
-   * Validation bpb every N steps (and at the end); -1 = only at the end.
+  /** Validation bpb every N steps (and at the end); -1 = only at the end.
    * Default: 250. Limits: min -1.
    */
   eval_every?: number;
@@ -1089,36 +1024,30 @@ export interface TrainBaseRequestInput {
   core_metric_max_per_task?: number;
   /** Default: 2000. Limits: min -1. */
   sample_every?: number;
-  /**
-   * Checkpoint every N steps; -1 = only at the end.
+  /** Checkpoint every N steps; -1 = only at the end.
    * Default: -1. Limits: min -1.
    */
   save_every?: number;
-  /**
-   * Checkpoint tag; default "d<depth>".
+  /** Checkpoint tag; default "d<depth>".
    * Limits: ident true, max_len 64.
    */
   model_tag?: string;
   /** Default: auto. Limits: max_len 16. */
   device?: string;
   dataset?: DatasetRefInput | null;
-  /**
-   * Optimizer: "muon" (nanochat's MuonAdamW, default) or "adamw".
+  /** Optimizer: "muon" (nanochat's MuonAdamW, default) or "adamw".
    * Default: muon. Limits: max_len 16.
    */
   optimizer?: string;
-  /**
-   * Worker threads for the job (0 = all cores).
+  /** Worker threads for the job (0 = all cores).
    * Default: 0. Limits: max 1024, min 0.
    */
   threads?: number;
-  /**
-   * Sequence length of the short window "S" layers; 0 = nanochat's rule ceil(T/4/128)*128.
+  /** Sequence length of the short window "S" layers; 0 = nanochat's rule ceil(T/4/128)*128.
    * Default: 0. Limits: max 65536, min 0.
    */
   short_window?: number;
-  /**
-   * RNG seed for init and data order.
+  /** RNG seed for init and data order.
    * Default: 42.
    */
   seed?: number | string;
@@ -1130,8 +1059,7 @@ export interface TrainCancelRequestInput {
   job_id?: string;
 }
 
-/**
- * Reinforcement learning on GSM8K (nanochat scripts/chat_rl.py).
+/** Reinforcement learning on GSM8K (nanochat scripts/chat_rl.py).
  *
  * Request form of `nanochat.v1.TrainRlRequest` (every field optional).
  */
@@ -1174,14 +1102,12 @@ export interface TrainRlRequestInput {
   seed?: number | string;
 }
 
-/**
- * Supervised fine-tuning (nanochat scripts/chat_sft.py).
+/** Supervised fine-tuning (nanochat scripts/chat_sft.py).
  *
  * Request form of `nanochat.v1.TrainSftRequest` (every field optional).
  */
 export interface TrainSftRequestInput {
-  /**
-   * Checkpoint to start from (phase base by default; "source" in the worker, which ignored it).
+  /** Checkpoint to start from (phase base by default; "source" in the worker, which ignored it).
    * Default: PHASE_BASE.
    */
   source?: Phase | number;
@@ -1191,8 +1117,7 @@ export interface TrainSftRequestInput {
   step?: number | string;
   /** Default: -1. Limits: max 100000000, min -1. */
   num_iterations?: number | string;
-  /**
-   * Unset: inherited from the base checkpoint.
+  /** Unset: inherited from the base checkpoint.
    * Limits: max 4096, min 1.
    */
   device_batch_size?: number;
@@ -1220,23 +1145,19 @@ export interface TrainSftRequestInput {
 
 /** Request form of `nanochat.v1.TrainStatusRequest` (every field optional). */
 export interface TrainStatusRequestInput {
-  /**
-   * Job to watch; empty = list all jobs (one SNAPSHOT each).
+  /** Job to watch; empty = list all jobs (one SNAPSHOT each).
    * Limits: ident true, max_len 64.
    */
   job_id?: string;
-  /**
-   * Keep the stream open for live events until the job ends.
+  /** Keep the stream open for live events until the job ends.
    * Default: true.
    */
   follow?: boolean;
-  /**
-   * Replay stored events with seq >= from_seq (0 = no replay, 1 = everything).
+  /** Replay stored events with seq >= from_seq (0 = no replay, 1 = everything).
    * Default: 1.
    */
   from_seq?: number | string;
-  /**
-   * Listing only: at most this many jobs.
+  /** Listing only: at most this many jobs.
    * Default: 100. Limits: max 10000, min 1.
    */
   limit?: number;
@@ -1244,26 +1165,22 @@ export interface TrainStatusRequestInput {
 
 /** Request form of `nanochat.v1.TrainTokenizerRequest` (every field optional). */
 export interface TrainTokenizerRequestInput {
-  /**
-   * Stop reading after this many characters (nanochat: 2,000,000,000).
+  /** Stop reading after this many characters (nanochat: 2,000,000,000).
    * Default: 2000000000. Limits: max 100000000000, min 1000.
    */
   max_chars?: number | string;
-  /**
-   * Crop each document to its first doc_cap characters.
+  /** Crop each document to its first doc_cap characters.
    * Default: 10000. Limits: max 100000000, min 1.
    */
   doc_cap?: number;
-  /**
-   * Final vocabulary size including 256 byte tokens and 9 special tokens.
+  /** Final vocabulary size including 256 byte tokens and 9 special tokens.
    * Default: 32768. Limits: max 1048576, min 266.
    */
   vocab_size?: number;
   dataset?: DatasetRefInput | null;
 }
 
-/**
- * Token accounting of one generation.
+/** Token accounting of one generation.
  *
  * As delivered by the SDK (proto `nanochat.v1.Usage`).
  */
@@ -1332,120 +1249,103 @@ export interface RpcTableRow {
  *  server-streaming ones return a Stream of responses. */
 export interface RpcServices {
   Chat: {
-    /**
-     * Generate one assistant reply (unary).
+    /** Generate one assistant reply (unary).
      *
      * `/nanochat.v1.Chat/Complete`, server default deadline 600000 ms
      */
     Complete(request?: ChatRequestInput, options?: CallOptions): Promise<ChatResponse>;
-    /**
-     * Generate one assistant reply, streamed as UTF-8-safe text deltas, then a final message.
+    /** Generate one assistant reply, streamed as UTF-8-safe text deltas, then a final message.
      *
      * `/nanochat.v1.Chat/Stream`, server default deadline 600000 ms
      */
     Stream(request?: ChatRequestInput, options?: CallOptions): Stream<ChatStreamResponse>;
-    /**
-     * One stored session, or a page of session summaries.
+    /** One stored session, or a page of session summaries.
      *
      * `/nanochat.v1.Chat/History`
      */
     History(request?: ChatHistoryRequestInput, options?: CallOptions): Promise<ChatHistoryResponse>;
   };
   Checkpoint: {
-    /**
-     * Save the served model: temp file, fsync, rename, then the metadata commit in LMDB.
+    /** Save the served model: temp file, fsync, rename, then the metadata commit in LMDB.
      *
      * `/nanochat.v1.Checkpoint/Save`
      */
     Save(request?: CheckpointSaveRequestInput, options?: CallOptions): Promise<CheckpointInfo>;
-    /**
-     * Checkpoints known to the store, optionally re-verified against their files.
+    /** Checkpoints known to the store, optionally re-verified against their files.
      *
      * `/nanochat.v1.Checkpoint/List`
      */
     List(request?: CheckpointListRequestInput, options?: CallOptions): Promise<CheckpointListResponse>;
   };
   Eval: {
-    /**
-     * CORE metric (DCLM ICL tasks from the eval bundle) of a base checkpoint, as a job: progress
+    /** CORE metric (DCLM ICL tasks from the eval bundle) of a base checkpoint, as a job: progress
      * and per-task results stream through Train.Status; the result is stored with the job.
      *
      * `/nanochat.v1.Eval/Core`
      */
     Core(request?: EvalCoreRequestInput, options?: CallOptions): Promise<JobRef>;
-    /**
-     * Bits per byte of the loaded model on a split (synchronous, bounded by `steps`).
+    /** Bits per byte of the loaded model on a split (synchronous, bounded by `steps`).
      *
      * `/nanochat.v1.Eval/Loss`, server default deadline 1800000 ms
      */
     Loss(request?: EvalLossRequestInput, options?: CallOptions): Promise<EvalLossResponse>;
-    /**
-     * Chat evaluations (ARC, MMLU, GSM8K, HumanEval, SpellingBee) and ChatCORE, as a job.
+    /** Chat evaluations (ARC, MMLU, GSM8K, HumanEval, SpellingBee) and ChatCORE, as a job.
      *
      * `/nanochat.v1.Eval/Chat`
      */
     Chat(request?: EvalChatRequestInput, options?: CallOptions): Promise<JobRef>;
   };
   Health: {
-    /**
-     * Server health and summary
+    /** Server health and summary
      *
      * `/nanochat.v1.Health/Check`
      */
     Check(request?: HealthCheckRequestInput, options?: CallOptions): Promise<HealthCheckResponse>;
   };
   Model: {
-    /**
-     * Validate a checkpoint fully, then swap it in atomically. On failure the previous model
+    /** Validate a checkpoint fully, then swap it in atomically. On failure the previous model
      * keeps serving. Concurrent calls see either the old or the new model, never a mix.
      *
      * `/nanochat.v1.Model/Load`, server default deadline 600000 ms
      */
     Load(request?: ModelLoadRequestInput, options?: CallOptions): Promise<ModelStatus>;
-    /**
-     * What model is served, and the generation slots
+    /** What model is served, and the generation slots
      *
      * `/nanochat.v1.Model/Status`
      */
     Status(request?: ModelStatusRequestInput, options?: CallOptions): Promise<ModelStatus>;
-    /**
-     * Raw completions of a prompt (no chat template).
+    /** Raw completions of a prompt (no chat template).
      *
      * `/nanochat.v1.Model/Sample`, server default deadline 600000 ms
      */
     Sample(request?: SampleRequestInput, options?: CallOptions): Promise<SampleResponse>;
-    /**
-     * Sample, streamed: deltas of every sample as they are generated, then one done per sample.
+    /** Sample, streamed: deltas of every sample as they are generated, then one done per sample.
      *
      * `/nanochat.v1.Model/SampleStream`, server default deadline 600000 ms
      */
     SampleStream(request?: SampleRequestInput, options?: CallOptions): Stream<SampleStreamResponse>;
-    /**
-     * Stop serving the model (running generations finish first).
+    /** Stop serving the model (running generations finish first).
      *
      * `/nanochat.v1.Model/Unload`
      */
     Unload(request?: ModelUnloadRequestInput, options?: CallOptions): Promise<ModelStatus>;
   };
   Tokenizer: {
-    /**
-     * Works with a model loaded (its tokenizer) or without (the data dir's tokenizer:
+    /** Works with a model loaded (its tokenizer) or without (the data dir's tokenizer:
      * --tokenizer FILE, else <data-dir>/tokenizer/tokenizer.txt); FAILED_PRECONDITION
      * "no tokenizer loaded" when there is none.
      *
      * `/nanochat.v1.Tokenizer/Encode`
      */
     Encode(request?: EncodeRequestInput, options?: CallOptions): Promise<EncodeResponse>;
-    /**
-     * Token ids to text
+    /** Token ids to text
      *
      * `/nanochat.v1.Tokenizer/Decode`
      */
     Decode(request?: DecodeRequestInput, options?: CallOptions): Promise<DecodeResponse>;
   };
   Tools: {
-    /**
-     * Runs Python 3 in an isolated sandbox (namespaces, seccomp, rlimits, no network), never
+    /** Runs Python 3 in an isolated sandbox (namespaces, seccomp, rlimits, no network), never
      * in the server process. FAILED_PRECONDITION "sandbox unavailable: ..." when the required
      * isolation is not available on this host; never runs unsandboxed.
      *
@@ -1454,47 +1354,40 @@ export interface RpcServices {
     Execute(request?: ExecuteRequestInput, options?: CallOptions): Promise<ExecuteResponse>;
   };
   Train: {
-    /**
-     * Start a BPE tokenizer training job
+    /** Start a BPE tokenizer training job
      *
      * `/nanochat.v1.Train/Tokenizer`
      */
     Tokenizer(request?: TrainTokenizerRequestInput, options?: CallOptions): Promise<JobRef>;
-    /**
-     * Start a pretraining job
+    /** Start a pretraining job
      *
      * `/nanochat.v1.Train/Base`
      */
     Base(request?: TrainBaseRequestInput, options?: CallOptions): Promise<JobRef>;
-    /**
-     * Start a supervised fine-tuning job
+    /** Start a supervised fine-tuning job
      *
      * `/nanochat.v1.Train/Sft`
      */
     Sft(request?: TrainSftRequestInput, options?: CallOptions): Promise<JobRef>;
-    /**
-     * Start a reinforcement-learning (GSM8K) job
+    /** Start a reinforcement-learning (GSM8K) job
      *
      * `/nanochat.v1.Train/Rl`
      */
     Rl(request?: TrainRlRequestInput, options?: CallOptions): Promise<JobRef>;
-    /**
-     * A job's events: first a SNAPSHOT of the job, then its stored events from `from_seq`, then
+    /** A job's events: first a SNAPSHOT of the job, then its stored events from `from_seq`, then
      * (with follow) live events until the job ends. Without job_id: one SNAPSHOT per job,
      * newest first, then the stream ends.
      *
      * `/nanochat.v1.Train/Status`
      */
     Status(request?: TrainStatusRequestInput, options?: CallOptions): Stream<JobEvent>;
-    /**
-     * Cancel a queued or running job. A running training job stops cleanly after writing a
+    /** Cancel a queued or running job. A running training job stops cleanly after writing a
      * final checkpoint. Cancelling a finished job is FAILED_PRECONDITION.
      *
      * `/nanochat.v1.Train/Cancel`
      */
     Cancel(request?: TrainCancelRequestInput, options?: CallOptions): Promise<JobInfo>;
-    /**
-     * A built-in job that sleeps and reports progress; only available when nanochatd runs with
+    /** A built-in job that sleeps and reports progress; only available when nanochatd runs with
      * --enable-test-jobs (used by the job-manager tests). Otherwise UNIMPLEMENTED.
      *
      * `/nanochat.v1.Train/TestJob`

@@ -28,7 +28,8 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void progress(nc_jobio *io, int step, int steps, double t0, int step_ms) {
+/* One PROGRESS event; NC_OK, or the write error (the server is gone: main exits 3). */
+static int progress(nc_jobio *io, int step, int steps, double t0, int step_ms) {
   Nanochat__V1__Progress p = NANOCHAT__V1__PROGRESS__INIT;
   p.has_step = 1;
   p.step = step;
@@ -46,7 +47,7 @@ static void progress(nc_jobio *io, int step, int steps, double t0, int step_ms) 
   p.eta_s = (steps - step) * step_ms / 1000.0;
   p.has_tokens_seen = 1;
   p.tokens_seen = (int64_t)step * 1024;
-  if (nc_jobio_progress(io, &p) != NC_OK) exit(3);
+  return nc_jobio_progress(io, &p);
 }
 
 int main(int argc, char **argv) {
@@ -70,12 +71,12 @@ int main(int argc, char **argv) {
   for (int step = 1; step <= steps; step++) {
     if (crash_at >= 0 && step >= crash_at) kill(getpid(), SIGKILL);
     if (nc_jobio_sleep_ms(step_ms) != NC_OK) break;
-    progress(io, step, steps, t0, step_ms);
+    if (progress(io, step, steps, t0, step_ms) != NC_OK) return 3;
     done = step;
   }
   if (crash_at == 0) kill(getpid(), SIGKILL);
   if (nc_jobio_stop_requested()) {
-    progress(io, done, steps, t0, step_ms);
+    if (progress(io, done, steps, t0, step_ms) != NC_OK) return 3;
     nc_jobio_log(io, "stopped by SIGTERM after step %d", done);
     nc_jobio_close(io);
     nanochat__v1__test_job_request__free_unpacked(req, NULL);
