@@ -6,6 +6,7 @@
  *
  *   bench_decode_step --depth 8 [--vocab 32768] [--threads 2] [--batches 1,4,16] [--ctx 128]
  *                     [--steps 32] [--reps 3] [--weights auto|bf16_dot|bf16|f32] [--matmul 1|0]
+ *                     [--kv bf16|f32]
  *
  * Every row starts from the same --ctx-token prompt prefilled in its own cache; a rep times
  * `steps` steps (medians of per-step times, then the median over reps). Weights are random
@@ -82,6 +83,7 @@ int main(int argc, char **argv) {
   int depth = 8, vocab = 32768, threads = 2, ctx = 128, steps = 32, reps = 3, matmul = 1;
   int batches[MAX_BATCHES] = {1, 4, 16}, nb = 3;
   nc_decode_weights w = NC_DECODE_AUTO;
+  nc_kv_dtype kvt = NC_KV_BF16;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--depth")) depth = atoi(v);
@@ -98,6 +100,8 @@ int main(int argc, char **argv) {
         while (*p && *p != ',') p++;
         if (*p == ',') p++;
       }
+    } else if (!strcmp(k, "--kv")) {
+      kvt = !strcmp(v, "f32") ? NC_KV_F32 : NC_KV_BF16;
     } else if (!strcmp(k, "--weights")) {
       w = !strcmp(v, "f32") ? NC_DECODE_F32 : !strcmp(v, "bf16") ? NC_DECODE_BF16
           : !strcmp(v, "bf16_dot") ? NC_DECODE_BF16_DOT : NC_DECODE_AUTO;
@@ -143,14 +147,14 @@ int main(int argc, char **argv) {
   float *lg = malloc(sizeof(float) * (size_t)bmax * vocab);
   for (int i = 0; i < ctx; i++) prompt[i] = (int32_t)((i * 7919 + 13) % vocab);
   for (int b = 0; b < bmax; b++) {
-    if (nc_kvcache_create(m, 1, tmax, &kcs[b])) return 1;
+    if (nc_kvcache_create_ex(m, 1, tmax, kvt, &kcs[b])) return 1;
     ids[b] = (int32_t)((b * 31 + 5) % vocab);
   }
   double *dt = malloc(sizeof(double) * (size_t)steps), *rep = malloc(sizeof(double) * (size_t)reps);
   const char *names[] = {"f32", "bf16", "bf16_dot"};
   printf("{\"bench\":\"decode_step\",\"depth\":%d,\"n_embd\":%d,\"vocab\":%d,\"threads\":%d,"
-         "\"ctx\":%d,\"weights\":\"%s\",\"weight_bytes\":%lld,\"gflop_per_row\":%.4f,\"batches\":[",
-         depth, C, vocab, threads, ctx, names[w], (long long)nc_decoder_weight_bytes(d),
+         "\"ctx\":%d,\"weights\":\"%s\",\"kv\":\"%s\",\"weight_bytes\":%lld,\"gflop_per_row\":%.4f,\"batches\":[",
+         depth, C, vocab, threads, ctx, names[w], kvt == NC_KV_BF16 ? "bf16" : "f32", (long long)nc_decoder_weight_bytes(d),
          2.0 * wts * 1e-9);
   double tok1 = 0;
   for (int bi = 0; bi < nb; bi++) {

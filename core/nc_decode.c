@@ -43,6 +43,8 @@ struct nc_decoder {
   float *mem;              /* activations (carved) */
   float *xn0, *rstd, *sig, *x0, *res, *xm, *xn, *qkv, *gate, *att, *h, *xb, *xf;
   float *work;             /* attention scratch    */
+  float *kvf;              /* bf16-cache prefill: widened window keys, then values (or NULL) */
+  size_t kvf_half;         /* floats of kvf's key part */
   size_t work_floats;
   int work_threads;
   int32_t pos[NC_DECODE_MAX_ROWS > 1 ? NC_DECODE_MAX_ROWS : 1];
@@ -85,6 +87,16 @@ static int ensure_work(nc_decoder *d) {
   d->work = w;
   d->work_floats = n;
   d->work_threads = nth;
+  return NC_OK;
+}
+
+/* fp32 scratch for the window of a bf16 cache a prefill chunk attends to: keys then values,
+ * t_max positions each (allocated when the first bf16 prefill needs it) */
+static int ensure_kvf(nc_decoder *d) {
+  if (d->kvf) return NC_OK;
+  const size_t half = rup((size_t)d->t_max * (size_t)d->KV);
+  if (posix_memalign((void **)&d->kvf, 64, 2 * half * sizeof(float)) != 0) return NC_ENOMEM;
+  d->kvf_half = half;
   return NC_OK;
 }
 
@@ -138,6 +150,7 @@ void nc_decoder_free(nc_decoder *d) {
   free(d->sin_t);
   free(d->mem);
   free(d->work);
+  free(d->kvf);
   free(d->xbf);
   free(d);
 }
@@ -270,23 +283,20 @@ static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w1
 
 #define NC_AVX2 __attribute__((target("avx2,fma")))
 
-static void qk_scalar(const float *q, const float *K, size_t ld, int n, int D, float scale, float *s) {
-  for (int j = 0; j < n; j++) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const float *k = K + (size_t)j * ld;
-    for (int e = 0; e + 8 <= D; e += 8)
-      for (int i = 0; i < 8; i++) acc[i] += q[e + i] * k[e + i];
-    float t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (int e = D & ~7; e < D; e++) t += q[e] * k[e];
-    s[j] = scale * t;
-  }
+/* Cached keys/values are fp32 or bf16 (nc_kvcache dtype): every kernel below exists for both,
+ * with one definition (a macro over the element type and its loaders). A bf16 value is widened
+ * exactly to fp32 when loaded, so the bf16 path is the fp32 path run on the rounded values. */
+static inline float kv1_f32(const float *p) { return *p; }
+static inline float kv1_bf16(const uint16_t *p) {
+  uint32_t u = (uint32_t)*p << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
 }
-
-static void pv_scalar(const float *p, const float *V, size_t ld, int n, int D, float inv, float *y) {
-  for (int e = 0; e < D; e++) y[e] = 0.0f;
-  for (int j = 0; j < n; j++)
-    for (int e = 0; e < D; e++) y[e] += p[j] * V[(size_t)j * ld + e];
-  for (int e = 0; e < D; e++) y[e] *= inv;
+NC_AVX2 static inline __m256 kv8_f32(const float *p) { return _mm256_loadu_ps(p); }
+NC_AVX2 static inline __m256 kv8_bf16(const uint16_t *p) {
+  __m128i h = _mm_loadu_si128((const __m128i *)p);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
 NC_AVX2 static inline float hsum8(__m256 v) {
@@ -297,91 +307,130 @@ NC_AVX2 static inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-/* Scores of keys [j, j + 8) (one 8-lane chain per key, fixed hsum). */
-NC_AVX2 static inline void qk8_avx2(const float *q, const float *k, size_t ld, int D, float scale,
-                                    float *s) {
-  __m256 a[8];
-  for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
-  for (int e = 0; e < D; e += 8) {
-    __m256 qv = _mm256_loadu_ps(q + e);
-    for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(k + (size_t)i * ld + e), qv, a[i]);
-  }
-  for (int i = 0; i < 8; i++) s[i] = scale * hsum8(a[i]);
-}
-
-NC_AVX2 static inline float qk1_avx2(const float *q, const float *k, int D, float scale) {
-  __m256 a = _mm256_setzero_ps();
-  for (int e = 0; e < D; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(k + e), _mm256_loadu_ps(q + e), a);
-  return scale * hsum8(a);
-}
-
-/* y[e] (+)= sum over keys [j0, j1) of p[j] v_j[e], in j order: 64 lanes side by side (8 chains),
- * then 8. `first`: start from zero, else continue the chains stored in y. */
-NC_AVX2 static void pv_block_avx2(const float *p, const float *V, size_t ld, int j0, int j1, int D,
-                                  float *y, int first) {
-  int e0 = 0;
-  for (; e0 + 64 <= D; e0 += 64) {
-    __m256 a[8];
-    for (int i = 0; i < 8; i++) a[i] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + e0 + 8 * i);
-    for (int j = j0; j < j1; j++) {
-      const __m256 pj = _mm256_set1_ps(p[j]);
-      const float *v = V + (size_t)j * ld + e0;
-      for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * i), a[i]);
-    }
-    for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + e0 + 8 * i, a[i]);
-  }
-  for (; e0 < D; e0 += 8) {
-    __m256 a = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + e0);
-    for (int j = j0; j < j1; j++)
-      a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + (size_t)j * ld + e0), a);
-    _mm256_storeu_ps(y + e0, a);
-  }
-}
-
 NC_AVX2 static void scale_avx2(float *y, int D, float inv) {
   const __m256 vi = _mm256_set1_ps(inv);
   for (int e = 0; e < D; e += 8) _mm256_storeu_ps(y + e, _mm256_mul_ps(_mm256_loadu_ps(y + e), vi));
 }
 
-/* Keys per block of the value pass: a block of every head's values (PV_BLOCK x KV floats) stays
- * in L1 while the heads of a task walk it. */
+/* Keys per block of the value pass: a block of every head's values (PV_BLOCK x KV elements)
+ * stays in L1 while the heads of a task walk it. */
 #define PV_BLOCK 16
 
-/* Heads [h0, h1) of one row against n cached positions (K, V: position 0 of the window, ld
- * floats apart; head h reads group h / rep at offset (h / rep) * D). Every (row, head) result
- * is the same sequence of operations as for one head alone: score j = one 8-lane chain + hsum;
- * y[e] = (sum_j p_j v_j[e], in j order) * inv. The loops only interleave heads so the cache is
- * read front to back once per task (scores: 8 keys of every head, values: PV_BLOCK keys). */
-NC_AVX2 static void attn_heads_avx2(const float *q, const float *K, const float *V, size_t ld,
-                                    int n, int D, int h0, int h1, int rep, float scale, float *s,
-                                    size_t sst, float *inv, float *y) {
-  const size_t off = (size_t)(h0 / rep) * D, len = (size_t)((h1 - 1) / rep + 1) * D - off;
-  int j = 0;
-  for (; j + 8 <= n; j += 8) {
-    /* the values' stream runs alongside the keys' (the value pass then finds them in L2) */
-    for (int i = 0; i < 8; i++)
-      for (size_t e = 0; e < len; e += 16)
-        _mm_prefetch((const char *)(V + (size_t)(j + i) * ld + off + e), _MM_HINT_T1);
-    for (int h = h0; h < h1; h++)
-      qk8_avx2(q + (size_t)h * D, K + (size_t)j * ld + (size_t)(h / rep) * D, ld, D, scale,
-               s + (size_t)(h - h0) * sst + j);
+/* Per element type KT (loaders LD1 scalar, LD8 8 lanes):
+ *  qk_scalar / pv_scalar   the readable definition (also the path when D % 8 != 0);
+ *  qk8 / qk1               scores of 8 keys / one key (one 8-lane chain per key, fixed hsum);
+ *  pv_block                y[e] (+)= sum over keys [j0, j1) of p[j] v_j[e], in j order: 64
+ *                          lanes side by side (8 chains), then 8; `first`: start from zero,
+ *                          else continue the chains stored in y;
+ *  attn_heads              heads [h0, h1) of one row against n cached positions (K, V:
+ *                          position 0 of the window, ld elements apart; head h reads group
+ *                          h / rep at offset (h / rep) * D). Every (row, head) result is the
+ *                          same sequence of operations as for one head alone; the loops only
+ *                          interleave heads so the cache is read front to back once per task
+ *                          (scores: 8 keys of every head, values: PV_BLOCK keys). */
+#define NC_DEC_ATTN(SFX, KT, LD1, LD8)                                                          \
+  static void qk_scalar_##SFX(const float *q, const KT *K, size_t ld, int n, int D, float scale, \
+                              float *s) {                                                       \
+    for (int j = 0; j < n; j++) {                                                               \
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                  \
+      const KT *k = K + (size_t)j * ld;                                                         \
+      for (int e = 0; e + 8 <= D; e += 8)                                                       \
+        for (int i = 0; i < 8; i++) acc[i] += q[e + i] * LD1(k + e + i);                        \
+      float t = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])); \
+      for (int e = D & ~7; e < D; e++) t += q[e] * LD1(k + e);                                  \
+      s[j] = scale * t;                                                                         \
+    }                                                                                           \
+  }                                                                                             \
+  static void pv_scalar_##SFX(const float *p, const KT *V, size_t ld, int n, int D, float inv,  \
+                              float *y) {                                                       \
+    for (int e = 0; e < D; e++) y[e] = 0.0f;                                                    \
+    for (int j = 0; j < n; j++)                                                                 \
+      for (int e = 0; e < D; e++) y[e] += p[j] * LD1(V + (size_t)j * ld + e);                   \
+    for (int e = 0; e < D; e++) y[e] *= inv;                                                    \
+  }                                                                                             \
+  NC_AVX2 static inline void qk8_##SFX(const float *q, const KT *k, size_t ld, int D,           \
+                                       float scale, float *s) {                                 \
+    __m256 a[8];                                                                                \
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();                                     \
+    for (int e = 0; e < D; e += 8) {                                                            \
+      __m256 qv = _mm256_loadu_ps(q + e);                                                       \
+      for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(LD8(k + (size_t)i * ld + e), qv, a[i]); \
+    }                                                                                           \
+    for (int i = 0; i < 8; i++) s[i] = scale * hsum8(a[i]);                                     \
+  }                                                                                             \
+  NC_AVX2 static inline float qk1_##SFX(const float *q, const KT *k, int D, float scale) {      \
+    __m256 a = _mm256_setzero_ps();                                                             \
+    for (int e = 0; e < D; e += 8) a = _mm256_fmadd_ps(LD8(k + e), _mm256_loadu_ps(q + e), a);  \
+    return scale * hsum8(a);                                                                    \
+  }                                                                                             \
+  NC_AVX2 static void pv_block_##SFX(const float *p, const KT *V, size_t ld, int j0, int j1,     \
+                                     int D, float *y, int first) {                              \
+    int e0 = 0;                                                                                 \
+    for (; e0 + 64 <= D; e0 += 64) {                                                            \
+      __m256 a[8];                                                                              \
+      for (int i = 0; i < 8; i++) a[i] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + e0 + 8 * i); \
+      for (int j = j0; j < j1; j++) {                                                           \
+        const __m256 pj = _mm256_set1_ps(p[j]);                                                 \
+        const KT *v = V + (size_t)j * ld + e0;                                                  \
+        for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(pj, LD8(v + 8 * i), a[i]);           \
+      }                                                                                         \
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(y + e0 + 8 * i, a[i]);                       \
+    }                                                                                           \
+    for (; e0 < D; e0 += 8) {                                                                   \
+      __m256 a = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + e0);                         \
+      for (int j = j0; j < j1; j++)                                                             \
+        a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), LD8(V + (size_t)j * ld + e0), a);             \
+      _mm256_storeu_ps(y + e0, a);                                                              \
+    }                                                                                           \
+  }                                                                                             \
+  NC_AVX2 static void attn_heads_##SFX(const float *q, const KT *K, const KT *V, size_t ld,      \
+                                       int n, int D, int h0, int h1, int rep, float scale,      \
+                                       float *s, size_t sst, float *inv, float *y) {            \
+    const size_t off = (size_t)(h0 / rep) * D, len = (size_t)((h1 - 1) / rep + 1) * D - off;    \
+    const size_t line = 64 / sizeof(KT); /* elements per cache line */                         \
+    int j = 0;                                                                                  \
+    for (; j + 8 <= n; j += 8) {                                                                \
+      /* the values' stream runs alongside the keys' (the value pass then finds them in L2) */ \
+      for (int i = 0; i < 8; i++)                                                               \
+        for (size_t e = 0; e < len; e += line)                                                  \
+          _mm_prefetch((const char *)(V + (size_t)(j + i) * ld + off + e), _MM_HINT_T1);        \
+      for (int h = h0; h < h1; h++)                                                             \
+        qk8_##SFX(q + (size_t)h * D, K + (size_t)j * ld + (size_t)(h / rep) * D, ld, D, scale,  \
+                  s + (size_t)(h - h0) * sst + j);                                              \
+    }                                                                                           \
+    for (; j < n; j++)                                                                          \
+      for (int h = h0; h < h1; h++)                                                             \
+        s[(size_t)(h - h0) * sst + j] =                                                         \
+            qk1_##SFX(q + (size_t)h * D, K + (size_t)j * ld + (size_t)(h / rep) * D, D, scale); \
+    for (int h = h0; h < h1; h++) {                                                             \
+      float *sh = s + (size_t)(h - h0) * sst;                                                   \
+      const float mx = nc_vmax(sh, n);                                                          \
+      inv[h - h0] = (float)(1.0 / nc_exp_affine_sum(sh, n, 1.0f, mx));                          \
+    }                                                                                           \
+    for (int j0 = 0; j0 < n; j0 += PV_BLOCK) {                                                  \
+      const int j1 = j0 + PV_BLOCK < n ? j0 + PV_BLOCK : n;                                     \
+      for (int h = h0; h < h1; h++)                                                             \
+        pv_block_##SFX(s + (size_t)(h - h0) * sst, V + (size_t)(h / rep) * D, ld, j0, j1, D,    \
+                       y + (size_t)h * D, j0 == 0);                                             \
+    }                                                                                           \
+    for (int h = h0; h < h1; h++) scale_avx2(y + (size_t)h * D, D, inv[h - h0]);                \
+  }                                                                                             \
+  /* one task of attn_decode: heads [h0, h0 + hp) of the row whose window starts at K, V */     \
+  static void attn_task_##SFX(const float *q, const KT *K, const KT *V, size_t ld, int n, int D, \
+                              int h0, int hp, int rep, float scale, float *s, size_t sst,       \
+                              int H, int vec, float *y) {                                       \
+    if (vec) {                                                                                  \
+      attn_heads_##SFX(q, K, V, ld, n, D, h0, h0 + hp, rep, scale, s, sst, s + (size_t)H * sst, y); \
+      return;                                                                                   \
+    }                                                                                           \
+    const int g = h0 / rep;                                                                     \
+    qk_scalar_##SFX(q + (size_t)h0 * D, K + (size_t)g * D, ld, n, D, scale, s);                 \
+    const float mx = nc_vmax(s, n);                                                             \
+    const float inv = (float)(1.0 / nc_exp_affine_sum(s, n, 1.0f, mx));                         \
+    pv_scalar_##SFX(s, V + (size_t)g * D, ld, n, D, inv, y + (size_t)h0 * D);                   \
   }
-  for (; j < n; j++)
-    for (int h = h0; h < h1; h++)
-      s[(size_t)(h - h0) * sst + j] = qk1_avx2(q + (size_t)h * D, K + (size_t)j * ld + (size_t)(h / rep) * D, D, scale);
-  for (int h = h0; h < h1; h++) {
-    float *sh = s + (size_t)(h - h0) * sst;
-    const float mx = nc_vmax(sh, n);
-    inv[h - h0] = (float)(1.0 / nc_exp_affine_sum(sh, n, 1.0f, mx));
-  }
-  for (int j0 = 0; j0 < n; j0 += PV_BLOCK) {
-    const int j1 = j0 + PV_BLOCK < n ? j0 + PV_BLOCK : n;
-    for (int h = h0; h < h1; h++)
-      pv_block_avx2(s + (size_t)(h - h0) * sst, V + (size_t)(h / rep) * D, ld, j0, j1, D,
-                    y + (size_t)h * D, j0 == 0);
-  }
-  for (int h = h0; h < h1; h++) scale_avx2(y + (size_t)h * D, D, inv[h - h0]);
-}
+NC_DEC_ATTN(f32, float, kv1_f32, kv8_f32)
+NC_DEC_ATTN(bf16, uint16_t, kv1_bf16, kv8_bf16)
 
 /* One query per sequence (decode): y(b, h) = softmax(scale q k^T over the window) v, with keys
  * and values read from sequence b's cache. A task is one row with all its heads when there are
@@ -406,21 +455,15 @@ static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
     const int64_t lo = p - window > 0 ? p - window : 0;
     const int n = (int)(p - lo + 1);
     float *s = d->work + (size_t)omp_get_thread_num() * dec_scratch(d);
-    const size_t base = (size_t)l * kc->t_max * KV;
-    const float *K = kc->k + base + (size_t)lo * KV;
-    const float *Vv = kc->v + base + (size_t)lo * KV;
+    const size_t at = (size_t)l * kc->t_max * KV + (size_t)lo * KV;
     const float *q = d->qkv + (size_t)b * QKV;
     float *y = d->att + (size_t)b * C;
-    if (vec) {
-      attn_heads_avx2(q, K, Vv, (size_t)KV, n, D, h0, h0 + hp, rep, scale, s, stride,
-                      s + (size_t)H * stride, y);
-      continue;
-    }
-    const int h = h0, g = h / rep;
-    qk_scalar(q + (size_t)h * D, K + (size_t)g * D, (size_t)KV, n, D, scale, s);
-    const float mx = nc_vmax(s, n);
-    const float inv = (float)(1.0 / nc_exp_affine_sum(s, n, 1.0f, mx));
-    pv_scalar(s, Vv + (size_t)g * D, (size_t)KV, n, D, inv, y + (size_t)h * D);
+    if (kc->dtype == NC_KV_BF16)
+      attn_task_bf16(q, kc->k16 + at, kc->v16 + at, (size_t)KV, n, D, h0, hp, rep, scale, s,
+                     stride, H, vec, y);
+    else
+      attn_task_f32(q, kc->k + at, kc->v + at, (size_t)KV, n, D, h0, hp, rep, scale, s, stride,
+                    H, vec, y);
   }
 }
 
@@ -457,6 +500,8 @@ static int check_cache(const nc_decoder *d, const nc_kvcache *kc, int T) {
       kc->C != d->C || kc->t_max > d->t_max)
     return NC_EINVAL;
   if (kc->seqlens[0] < 0 || (int64_t)kc->seqlens[0] + T > kc->t_max) return NC_EINVAL;
+  if (kc->dtype == NC_KV_BF16 ? !kc->k16 || !kc->v16 : kc->dtype != NC_KV_F32 || !kc->k || !kc->v)
+    return NC_EINVAL;
   return NC_OK;
 }
 
@@ -477,6 +522,7 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
       if (kcs[c] == kcs[b]) return NC_EINVAL;
   }
   if ((rc = ensure_work(d))) return rc;
+  if (T > 1 && kcs[0]->dtype == NC_KV_BF16 && (rc = ensure_kvf(d))) return rc;
   nc_blas_single_thread();
   const int gemv = T == 1 || N <= NC_DECODE_GEMV_ROWS;
   for (int b = 0; b < B; b++) d->pos[b] = kcs[b]->seqlens[0];
@@ -520,8 +566,13 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
       for (int t = 0; t < T; t++) {
         const float *src = d->qkv + ((size_t)b * T + t) * QKV;
         const size_t at = base + ((size_t)d->pos[b] + t) * KV;
-        memcpy(kc->k + at, src + C, sizeof(float) * (size_t)KV);
-        memcpy(kc->v + at, src + C + KV, sizeof(float) * (size_t)KV);
+        if (kc->dtype == NC_KV_BF16) {
+          nc_f32_to_bf16(src + C, kc->k16 + at, (size_t)KV);
+          nc_f32_to_bf16(src + C + KV, kc->v16 + at, (size_t)KV);
+        } else {
+          memcpy(kc->k + at, src + C, sizeof(float) * (size_t)KV);
+          memcpy(kc->v + at, src + C + KV, sizeof(float) * (size_t)KV);
+        }
       }
     }
     if (T == 1) {
@@ -537,9 +588,23 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
     } else {
       nc_kvcache *kc = kcs[0]; /* prefill: B == 1 */
       const size_t base = (size_t)l * kc->t_max * KV;
-      nc_attn at = {1, T, H, Hkv, D, w->window, scale, d->pos,
+      const float *K = kc->k + base, *Vv = kc->v + base;
+      int32_t p0 = d->pos[0];
+      if (kc->dtype == NC_KV_BF16) {
+        /* widen the positions this chunk's queries can see, [lo, pos + T), to fp32 scratch
+         * and attend there with positions shifted by lo (masks depend only on differences;
+         * positions below lo are outside every query's window) */
+        const int64_t lo = p0 - w->window > 0 ? p0 - w->window : 0;
+        const size_t cnt = (size_t)(p0 + T - lo) * KV;
+        nc_bf16_to_f32(kc->k16 + base + (size_t)lo * KV, d->kvf, cnt);
+        nc_bf16_to_f32(kc->v16 + base + (size_t)lo * KV, d->kvf + d->kvf_half, cnt);
+        K = d->kvf;
+        Vv = d->kvf + d->kvf_half;
+        p0 -= (int32_t)lo;
+      }
+      nc_attn at = {1, T, H, Hkv, D, w->window, scale, &p0,
                     d->qkv, (int64_t)T * QKV, QKV,
-                    kc->k + base, kc->v + base, (int64_t)kc->t_max * KV, KV,
+                    K, Vv, (int64_t)kc->t_max * KV, KV,
                     d->att, (int64_t)T * C, C, NULL};
       nc_attn_fwd(&at, d->work);
     }
@@ -583,16 +648,20 @@ int nc_decoder_step(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *ids, i
 
 int nc_kvcache_copy(nc_kvcache *dst, const nc_kvcache *src) {
   if (!dst || !src || dst == src || dst->B != 1 || src->B != 1 || dst->n_layer != src->n_layer ||
-      dst->Hkv != src->Hkv || dst->D != src->D || dst->C != src->C)
+      dst->Hkv != src->Hkv || dst->D != src->D || dst->C != src->C || dst->dtype != src->dtype)
     return NC_EINVAL;
   const int n = src->seqlens[0];
   if (n < 0 || n > dst->t_max || n > src->t_max) return NC_EINVAL;
   const size_t KV = (size_t)src->Hkv * src->D;
+  const int bf = src->dtype == NC_KV_BF16;
+  const size_t el = bf ? sizeof(uint16_t) : sizeof(float);
+  char *dk = bf ? (char *)dst->k16 : (char *)dst->k, *dv = bf ? (char *)dst->v16 : (char *)dst->v;
+  const char *sk = bf ? (const char *)src->k16 : (const char *)src->k;
+  const char *sv = bf ? (const char *)src->v16 : (const char *)src->v;
+  if (!dk || !dv || !sk || !sv) return NC_EINVAL;
   for (int l = 0; l < src->n_layer; l++) {
-    memcpy(dst->k + (size_t)l * dst->t_max * KV, src->k + (size_t)l * src->t_max * KV,
-           sizeof(float) * (size_t)n * KV);
-    memcpy(dst->v + (size_t)l * dst->t_max * KV, src->v + (size_t)l * src->t_max * KV,
-           sizeof(float) * (size_t)n * KV);
+    memcpy(dk + (size_t)l * dst->t_max * KV * el, sk + (size_t)l * src->t_max * KV * el, el * (size_t)n * KV);
+    memcpy(dv + (size_t)l * dst->t_max * KV * el, sv + (size_t)l * src->t_max * KV * el, el * (size_t)n * KV);
   }
   memcpy(dst->prev_emb, src->prev_emb, sizeof(float) * (size_t)src->C);
   dst->has_prev[0] = src->has_prev[0];

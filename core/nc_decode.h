@@ -4,7 +4,11 @@
  *
  * Same function as nc_model_forward_cached (nc_model.h) with three differences an engine needs:
  *  1. Every sequence has its own nc_kvcache (B == 1 each) and a decode step takes an array of
- *     them, so sequences join and leave a batch without copying or compacting caches.
+ *     them, so sequences join and leave a batch without copying or compacting caches. A cache
+ *     is fp32 or bf16 (nc_kvcache_create_ex; caches of both kinds may share a step): a bf16
+ *     cache halves what decode attention streams, and every attention (prefill chunks and
+ *     decode) then reads the bf16-rounded keys and values, so chunked prefill, decode and
+ *     batching keep the properties below exactly.
  *  2. A prefill may be split into chunks and gives the same function as one prefill of the whole
  *     prompt: a chunk that continues a non-empty cache smears its first token with the cache's
  *     prev_emb (nc_model_forward_cached follows nanochat's code there and does not, which is only

@@ -29,6 +29,7 @@ nc_engine_config nc_engine_config_default(void) {
   c.slots = 4;
   c.queue_limit = 64;
   c.weights = NC_DECODE_AUTO;
+  c.kv = NC_ENGINE_KV_AUTO;
   return c;
 }
 
@@ -114,6 +115,10 @@ static int check_config(const nc_model *m, const nc_engine_config *c, char *msg,
     set_msg(msg, len, "unknown weight precision %d", (int)c->weights);
     return NC_EINVAL;
   }
+  if (c->kv != NC_ENGINE_KV_AUTO && c->kv != NC_ENGINE_KV_BF16 && c->kv != NC_ENGINE_KV_F32) {
+    set_msg(msg, len, "unknown KV cache precision %d", (int)c->kv);
+    return NC_EINVAL;
+  }
   if (c->threads < 0 || c->threads > 1024) {
     set_msg(msg, len, "threads must be 0..1024 (got %d)", c->threads);
     return NC_EINVAL;
@@ -158,7 +163,11 @@ int nc_engine_create(const nc_model *m, const nc_engine_config *cfg, nc_engine *
   const int S = e->cfg.slots;
   rc = nc_decoder_create(m, e->cfg.weights, S, e->cfg.prefill_chunk, e->cfg.context, &e->dec);
   if (!rc) rc = nc_sampler_create(e->V, &e->sampler);
-  for (int s = 0; s < S && !rc; s++) rc = nc_kvcache_create(m, 1, e->cfg.context, &e->rows[s].kc);
+  if (e->cfg.kv == NC_ENGINE_KV_AUTO)
+    e->cfg.kv = e->cfg.weights == NC_DECODE_F32 ? NC_ENGINE_KV_F32 : NC_ENGINE_KV_BF16;
+  const nc_kv_dtype kvt = e->cfg.kv == NC_ENGINE_KV_F32 ? NC_KV_F32 : NC_KV_BF16;
+  for (int s = 0; s < S && !rc; s++)
+    rc = nc_kvcache_create_ex(m, 1, e->cfg.context, kvt, &e->rows[s].kc);
   if (!rc) {
     e->step_logits = malloc(sizeof(float) * (size_t)S * e->V);
     e->prefill_logits = malloc(sizeof(float) * (size_t)S * e->V);
@@ -323,6 +332,7 @@ void nc_engine_get_stats(nc_engine *e, nc_engine_stats *st) {
   st->requests_active = e->requests_active;
   st->context = e->cfg.context;
   st->weights = e->cfg.weights;
+  st->kv = e->cfg.kv == NC_ENGINE_KV_F32 ? NC_KV_F32 : NC_KV_BF16;
   pthread_mutex_unlock(&e->mu);
 }
 

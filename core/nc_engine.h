@@ -81,6 +81,9 @@ extern "C" {
 #define NC_ENGINE_MAX_QUEUE 4096
 #define NC_ENGINE_MAX_TOKEN_BYTES 4096 /* longest decoded text of one token */
 
+/* KV cache precision of the slots (nc_kvcache dtype). */
+typedef enum nc_engine_kv { NC_ENGINE_KV_AUTO = 0, NC_ENGINE_KV_BF16 = 1, NC_ENGINE_KV_F32 = 2 } nc_engine_kv;
+
 typedef struct nc_engine_config {
   int slots;                 /* KV slots = sequences generated at once (1..NC_ENGINE_MAX_SLOTS) */
   int queue_limit;           /* requests that may wait for slots (0..NC_ENGINE_MAX_QUEUE)       */
@@ -89,12 +92,15 @@ typedef struct nc_engine_config {
   int prefill_chunk;         /* tokens per prefill chunk (1..65536); 0 = 128                    */
   nc_decode_weights weights; /* NC_DECODE_AUTO (fastest: BF16_DOT or BF16), BF16, BF16_DOT, or    */
                              /* F32 (reference); nc_decode.h                                    */
+  nc_engine_kv kv;           /* KV cache element type: NC_ENGINE_KV_AUTO (bf16, or fp32 with F32  */
+                             /* weights), NC_ENGINE_KV_BF16 or NC_ENGINE_KV_F32 (nc_model.h)       */
   int threads;               /* OpenMP threads of the scheduler thread; 0 = omp default         */
   nc_tok_iface tok;          /* borrowed tokenizer (see above)                                  */
   nc_special_ids sp;         /* ids of the special tokens                                       */
 } nc_engine_config;
 
-/* slots 4, queue_limit 64, context 0, prefill_chunk 0, NC_DECODE_AUTO, threads 0; tok/sp zeroed
+/* slots 4, queue_limit 64, context 0, prefill_chunk 0, NC_DECODE_AUTO, NC_ENGINE_KV_AUTO,
+ * threads 0; tok/sp zeroed
  * (set them). */
 nc_engine_config nc_engine_config_default(void);
 
@@ -187,6 +193,7 @@ typedef struct nc_engine_stats {
   int requests_active;        /* admitted, not finished   */
   int context;                /* positions per slot       */
   nc_decode_weights weights;  /* precision in use (never AUTO) */
+  nc_kv_dtype kv;             /* KV cache element type in use */
   uint64_t requests_finished; /* since creation           */
   uint64_t tokens_generated;  /* delivered tokens         */
   uint64_t prefill_tokens;    /* prompt tokens prefilled  */

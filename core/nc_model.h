@@ -110,20 +110,34 @@ int nc_model_forward(nc_model *m, const int32_t *idx, const int32_t *targets, in
 /* A KV cache for B rows of up to t_max positions. The layout is public so an engine can
  * copy rows (e.g. a batch-1 prefill broadcast to N samples):
  *   k, v        [n_layer, B, t_max, Hkv, D]  keys after RoPE/QK-norm/1.2, values after VE
+ *               (fp32; NULL in a bf16 cache)
+ *   k16, v16    the same layout in bf16 (NC_KV_BF16 only, else NULL)
  *   seqlens     [B]  positions already filled in each row (the next token's position)
  *   prev_emb    [B, C] normed embedding (pre-smear) of each row's last token
- *   has_prev    [B]  whether prev_emb is valid (nanochat's kv_cache.prev_embedding)  */
+ *   has_prev    [B]  whether prev_emb is valid (nanochat's kv_cache.prev_embedding)
+ * A bf16 cache holds half the bytes: decode attention reads every cached key and value once
+ * per step, so at a batch of 16 sequences it streams as much memory as the weights do. Keys
+ * and values are rounded to bf16 (round to nearest even) when stored, and every reader (the
+ * decoder's prefill and decode attention) sees only the rounded values. Only nc_decoder
+ * (nc_decode.h) reads bf16 caches; nc_model_forward_cached needs NC_KV_F32. */
+typedef enum nc_kv_dtype { NC_KV_F32 = 0, NC_KV_BF16 = 1 } nc_kv_dtype;
+
 typedef struct nc_kvcache {
   int n_layer, B, t_max, Hkv, D, C;
+  nc_kv_dtype dtype;
   float *k, *v;
+  uint16_t *k16, *v16;
   int32_t *seqlens;
   float *prev_emb;
   uint8_t *has_prev;
 } nc_kvcache;
 
-/* Allocates a zeroed cache (seqlens 0, no prev) for the model's shapes. 1 <= B,
+/* Allocates a zeroed fp32 cache (seqlens 0, no prev) for the model's shapes. 1 <= B,
  * 1 <= t_max <= 10 * sequence_len. Returns NC_OK, NC_EINVAL or NC_ENOMEM. */
 int nc_kvcache_create(const nc_model *m, int B, int t_max, nc_kvcache **out);
+/* The same with the element type of k/v chosen (NC_KV_F32 or NC_KV_BF16; else NC_EINVAL). */
+int nc_kvcache_create_ex(const nc_model *m, int B, int t_max, nc_kv_dtype dtype,
+                         nc_kvcache **out);
 /* Frees the cache (NULL is a no-op). */
 void nc_kvcache_free(nc_kvcache *c);
 /* Empties every row (seqlens 0, no prev). */
@@ -135,8 +149,8 @@ void nc_kvcache_reset(nc_kvcache *c);
  * nanochat's GPT.forward with a KV cache: smear uses prev_emb only when T == 1 (decode); a
  * multi-token chunk smears within itself. Attention windows slide over absolute positions.
  * logits: [B, vocab_size] for the last token of each row when last_only, else
- * [B, T, vocab_size]. Requires seqlens[b] + T <= t_max. On error nothing is changed.
- * Returns NC_OK, NC_EINVAL or NC_ENOMEM. */
+ * [B, T, vocab_size]. Requires seqlens[b] + T <= t_max and an fp32 cache (NC_EINVAL for a
+ * bf16 one). On error nothing is changed. Returns NC_OK, NC_EINVAL or NC_ENOMEM. */
 int nc_model_forward_cached(nc_model *m, nc_kvcache *cache, const int32_t *idx, int B, int T,
                             float *logits, int last_only);
 

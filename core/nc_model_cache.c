@@ -12,8 +12,14 @@
 #define NC_KVCACHE_MAX_FLOATS (1LL << 32)
 
 int nc_kvcache_create(const nc_model *m, int B, int t_max, nc_kvcache **out) {
+  return nc_kvcache_create_ex(m, B, t_max, NC_KV_F32, out);
+}
+
+int nc_kvcache_create_ex(const nc_model *m, int B, int t_max, nc_kv_dtype dtype,
+                         nc_kvcache **out) {
   if (!out) return NC_EINVAL;
   *out = NULL;
+  if (dtype != NC_KV_F32 && dtype != NC_KV_BF16) return NC_EINVAL;
   if (!m || B < 1 || t_max < 1 || (int64_t)t_max > 10LL * m->cfg.sequence_len) return NC_EINVAL;
   const int64_t per = (int64_t)m->L * B * t_max * m->KV;
   if (per > NC_KVCACHE_MAX_FLOATS || (int64_t)B * m->C > NC_KVCACHE_MAX_FLOATS) return NC_EINVAL;
@@ -25,12 +31,18 @@ int nc_kvcache_create(const nc_model *m, int B, int t_max, nc_kvcache **out) {
   c->Hkv = m->Hkv;
   c->D = m->D;
   c->C = m->C;
-  c->k = calloc((size_t)per, sizeof(float));
-  c->v = calloc((size_t)per, sizeof(float));
+  c->dtype = dtype;
+  if (dtype == NC_KV_F32) {
+    c->k = calloc((size_t)per, sizeof(float));
+    c->v = calloc((size_t)per, sizeof(float));
+  } else {
+    c->k16 = calloc((size_t)per, sizeof(uint16_t));
+    c->v16 = calloc((size_t)per, sizeof(uint16_t));
+  }
   c->seqlens = calloc((size_t)B, sizeof(int32_t));
   c->prev_emb = calloc((size_t)B * m->C, sizeof(float));
   c->has_prev = calloc((size_t)B, 1);
-  if (!c->k || !c->v || !c->seqlens || !c->prev_emb || !c->has_prev) {
+  if ((dtype == NC_KV_F32 ? !c->k || !c->v : !c->k16 || !c->v16) || !c->seqlens || !c->prev_emb || !c->has_prev) {
     nc_kvcache_free(c);
     return NC_ENOMEM;
   }
@@ -42,6 +54,8 @@ void nc_kvcache_free(nc_kvcache *c) {
   if (!c) return;
   free(c->k);
   free(c->v);
+  free(c->k16);
+  free(c->v16);
   free(c->seqlens);
   free(c->prev_emb);
   free(c->has_prev);
@@ -57,7 +71,7 @@ void nc_kvcache_reset(nc_kvcache *c) {
 int nc_model_forward_cached(nc_model *m, nc_kvcache *kc, const int32_t *idx, int B, int T,
                             float *logits, int last_only) {
   if (!m || !kc || !idx || !logits || B < 1 || T < 1 || B > kc->B) return NC_EINVAL;
-  if (kc->n_layer != m->L || kc->Hkv != m->Hkv || kc->D != m->D || kc->C != m->C)
+  if (kc->dtype != NC_KV_F32 || kc->n_layer != m->L || kc->Hkv != m->Hkv || kc->D != m->D || kc->C != m->C)
     return NC_EINVAL;
   if ((int64_t)B * T > NC_MODEL_MAX_TOKENS) return NC_EINVAL;
   int rc = nc_model_check_tokens(m, idx, NULL, (int64_t)B * T);

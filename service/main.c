@@ -269,6 +269,9 @@ int main(int argc, char **argv) {
                  : !strcmp(cfg.engine_weights, "bf16")     ? NC_DECODE_BF16
                  : !strcmp(cfg.engine_weights, "bf16-dot") ? NC_DECODE_BF16_DOT
                                                            : NC_DECODE_AUTO;
+    vo.kv = !strcmp(cfg.engine_kv, "f32")    ? NC_ENGINE_KV_F32
+            : !strcmp(cfg.engine_kv, "bf16") ? NC_ENGINE_KV_BF16
+                                             : NC_ENGINE_KV_AUTO;
     rc = nc_serving_create(&vo, &serving, err, sizeof err);
     if (rc == NC_OK && cfg.model[0]) {
       rc = nc_serving_load_text(serving, cfg.model, err, sizeof err);

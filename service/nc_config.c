@@ -17,7 +17,7 @@
 
 #define NC_CONFIG_FILE_MAX (1u << 20)
 
-typedef enum otype { T_STR, T_INT, T_BOOL, T_LEVEL, T_WEIGHTS } otype;
+typedef enum otype { T_STR, T_INT, T_BOOL, T_LEVEL, T_WEIGHTS, T_KV } otype;
 
 typedef struct opt {
   const char *name;   /* flag and file key; NULL for environment-only values */
@@ -58,6 +58,7 @@ static const opt opts[] = {
     {"engine-threads", "NANOCHAT_ENGINE_THREADS", T_INT, OFF(engine_threads), 0, 256, true},
     {"stream-flush-ms", "NANOCHAT_STREAM_FLUSH_MS", T_INT, OFF(stream_flush_ms), 0, 1000, true},
     {"engine-weights", "NANOCHAT_ENGINE_WEIGHTS", T_WEIGHTS, OFF(engine_weights), 0, 0, true},
+    {"engine-kv", "NANOCHAT_ENGINE_KV", T_KV, OFF(engine_kv), 0, 0, true},
     {"config", "NANOCHAT_CONFIG", T_STR, OFF(config_file), 0, 0, false},
 };
 #undef OFF
@@ -126,6 +127,15 @@ static int set_opt(nc_config *c, const opt *o, const char *v, const char *where,
         }
       return errf(err, errlen, "%s: expected auto, bf16, bf16-dot or f32", where);
     }
+    case T_KV: {
+      static const char *const w[] = {"auto", "bf16", "f32"};
+      for (int i = 0; i < 3; i++)
+        if (strcmp(v, w[i]) == 0) {
+          snprintf(field, 16, "%s", w[i]);
+          return NC_OK;
+        }
+      return errf(err, errlen, "%s: expected auto, bf16 or f32", where);
+    }
     case T_LEVEL: {
       nc_log_level l;
       if (nc_log_parse_level(v, &l))
@@ -161,6 +171,7 @@ void nc_config_defaults(nc_config *c, const char *const *env) {
   c->engine_queue = 64;
   c->stream_flush_ms = 50;
   snprintf(c->engine_weights, sizeof c->engine_weights, "auto");
+  snprintf(c->engine_kv, sizeof c->engine_kv, "auto");
   c->action = NC_CONFIG_RUN;
 }
 
@@ -397,6 +408,7 @@ const char *nc_config_usage(void) {
          "                 [--tools-max-memory-mb N] [--tools-max-timeout-ms MS] [--tokenizer FILE]\n"
          "                 [--model latest|PHASE[/TAG[/STEP]]] [--slots N] [--engine-queue N]\n"
          "                 [--engine-threads N] [--engine-weights auto|bf16|bf16-dot|f32]\n"
+         "                 [--engine-kv auto|bf16|f32]\n"
          "                 [--stream-flush-ms MS]\n"
          "                 [--config FILE]\n"
          "                 [--help] [--version]\n"

@@ -32,6 +32,7 @@
  * | --engine-threads N   | NANOCHAT_ENGINE_THREADS   | 0                       | OpenMP threads of the engine's scheduler, 0 = OpenMP default (OMP_NUM_THREADS) |
  * | --stream-flush-ms MS  | NANOCHAT_STREAM_FLUSH_MS  | 50                      | streams: deltas of one call are coalesced into at most one message per MS (0 = every token) |
  * | --engine-weights W   | NANOCHAT_ENGINE_WEIGHTS   | auto                    | decode precision: auto, bf16, bf16-dot, f32 (reference) |
+ * | --engine-kv K        | NANOCHAT_ENGINE_KV        | auto                    | KV cache precision: auto (bf16, f32 with f32 weights), bf16, f32 |
  * | --config FILE        | NANOCHAT_CONFIG           | none                    | config file (below) |
  * | --help, --version    |                           |                         | print and exit 0 |
  *
@@ -92,6 +93,7 @@ typedef struct nc_config {
   int engine_threads;
   int stream_flush_ms;
   char engine_weights[16];               /* auto | bf16 | bf16-dot | f32 (checked at load) */
+  char engine_kv[16];                    /* auto | bf16 | f32 */
   nc_config_action action;
 } nc_config;
 

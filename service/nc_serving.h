@@ -66,6 +66,7 @@ typedef struct nc_serving_opts {
   int prefill_chunk;                  /* 0 = engine default */
   int threads;                        /* engine OpenMP threads, 0 = default */
   nc_decode_weights weights;          /* engine precision (NC_DECODE_AUTO = fastest) */
+  nc_engine_kv kv;                    /* KV cache precision (NC_ENGINE_KV_AUTO: nc_engine.h) */
 } nc_serving_opts;
 
 /* Creates the holder (nothing loaded) and starts its service thread. NC_OK, NC_EINVAL,

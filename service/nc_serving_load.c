@@ -156,14 +156,15 @@ int nc_serving_resolve(const char *data_dir, int phase, const char *tag, int64_t
   return rc;
 }
 
-/* Reserved bytes: fp32 weights, the decoder's bf16 copy, every slot's KV cache. */
+/* Reserved bytes: fp32 weights, the decoder's bf16 copy, every slot's KV cache (4 or 2 bytes
+ * per element). */
 static uint64_t memory_estimate(const nc_model_config *cfg, const nc_engine_stats *st,
                                 const nc_param_counts *pc) {
   uint64_t w = (uint64_t)pc->total * 4;
   if (st->weights != NC_DECODE_F32)
     w += (uint64_t)(pc->transformer_matrices + (int64_t)cfg->vocab_size * cfg->n_embd) * 2;
   uint64_t kv = (uint64_t)st->slots_total * (uint64_t)st->context * (uint64_t)cfg->n_layer * 2 *
-                (uint64_t)nc_model_config_kv_dim(cfg) * 4;
+                (uint64_t)nc_model_config_kv_dim(cfg) * (st->kv == NC_KV_BF16 ? 2 : 4);
   return w + kv;
 }
 
@@ -258,6 +259,7 @@ int nc_serving_build(nc_serving *s, int phase, const char *tag, int64_t step, nc
     ec.prefill_chunk = s->o.prefill_chunk;
     ec.threads = s->o.threads;
     ec.weights = s->o.weights;
+    ec.kv = s->o.kv;
     ec.tok = nc_tok_chat_iface(tok);
     ec.sp = b->sp;
     char em[256] = "";

@@ -362,6 +362,37 @@ class SaveEval(unittest.TestCase):
         self.assertIn(busy, (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OK))
 
 
+class KvPrecision(unittest.TestCase):
+    """--engine-kv: the slots' KV caches in bf16 (the default with bf16 weights) or fp32."""
+
+    def test_bf16_kv_cache_serves_consistently_and_halves_the_cache(self):
+        mem, out = {}, {}
+        for kv in ("f32", "bf16"):
+            srv = M.model_server(args=["--model", "sft/d2", "--slots", "4", "--engine-kv", kv])
+            with srv:
+                mem[kv] = M.status(srv).memory_bytes
+                chat = srv.stub("Chat")
+                prompts = ["Hello there", "ROMEO: what light", "a b c d e f", "JULIET:"]
+                # unary == streamed, and 4 concurrent streams == each alone (batch invariance)
+                alone = [M.stream(chat, M.chat_req(p, max_tokens=12, ephemeral=True))[1] for p in prompts]
+                res = [None] * 4
+
+                def run(i):
+                    res[i] = M.stream(chat, M.chat_req(prompts[i], max_tokens=12, ephemeral=True))[1]
+                th = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+                for t in th:
+                    t.start()
+                for t in th:
+                    t.join(60)
+                self.assertEqual(res, alone, kv)
+                r = chat.Complete(M.chat_req(prompts[0], max_tokens=12, ephemeral=True), timeout=60)
+                self.assertEqual(r.usage.completion_tokens, len(alone[0]))
+                out[kv] = alone
+        # slots * context * layers * (k + v) * kv_dim: 4 * 128 * 2 * 2 * 128 elements, 2 bytes fewer each
+        self.assertEqual(mem["f32"] - mem["bf16"], 4 * 128 * 2 * 2 * 128 * 2)
+        self.assertTrue(all(len(x) > 0 for x in out["bf16"]))
+
+
 class Startup(unittest.TestCase):
     def test_model_flag_latest_and_failures(self):
         srv = M.model_server(args=["--model", "latest"], models=[("base", "d2", {}), ("sft", "d3", {})])

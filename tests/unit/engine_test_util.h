@@ -198,13 +198,14 @@ struct Engine {
   char msg[256] = {0};
   std::vector<std::unique_ptr<Gen>> gens;
   Engine(nc_model *m, int slots, nc_decode_weights w = NC_DECODE_F32, int queue = 16,
-         int context = 0, int chunk = 0) {
+         int context = 0, int chunk = 0, nc_engine_kv kv = NC_ENGINE_KV_AUTO) {
     nc_engine_config c = nc_engine_config_default();
     c.slots = slots;
     c.queue_limit = queue;
     c.context = context;
     c.prefill_chunk = chunk;
     c.weights = w;
+    c.kv = kv;
     c.tok = tok();
     c.sp = SP;
     EXPECT_EQ(nc_engine_create(m, &c, &e, msg, sizeof msg), NC_OK) << msg;

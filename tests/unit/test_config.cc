@@ -62,6 +62,19 @@ TEST(Config, Defaults) {
   EXPECT_GE(k.c.cq_threads, 1);
   EXPECT_LE(k.c.cq_threads, 4);
   EXPECT_EQ(k.c.action, NC_CONFIG_RUN);
+  EXPECT_STREQ(k.c.engine_weights, "auto");
+  EXPECT_STREQ(k.c.engine_kv, "auto");
+}
+
+TEST(Config, EnginePrecisionFlags) {
+  Cfg k;
+  ASSERT_EQ(k.load({"--engine-weights", "bf16-dot", "--engine-kv=f32"}), NC_OK) << k.err;
+  EXPECT_STREQ(k.c.engine_weights, "bf16-dot");
+  EXPECT_STREQ(k.c.engine_kv, "f32");
+  Cfg b;
+  EXPECT_EQ(b.load({"--engine-kv", "fp8"}), NC_EINVAL);
+  EXPECT_NE(std::string(b.err).find("engine-kv"), std::string::npos) << b.err;
+  EXPECT_NE(std::string(b.err).find("auto, bf16 or f32"), std::string::npos) << b.err;
 }
 
 TEST(Config, DefaultsWithoutHome) {

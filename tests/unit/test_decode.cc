@@ -24,7 +24,9 @@ using Fixture = nct::ModelFixture;
 
 struct Cache {
   nc_kvcache *c = nullptr;
-  Cache(nc_model *m, int t) { EXPECT_EQ(nc_kvcache_create(m, 1, t, &c), NC_OK); }
+  Cache(nc_model *m, int t, nc_kv_dtype kv = NC_KV_F32) {
+    EXPECT_EQ(nc_kvcache_create_ex(m, 1, t, kv, &c), NC_OK);
+  }
   ~Cache() { nc_kvcache_free(c); }
 };
 
@@ -97,7 +99,8 @@ TEST(Decode, ChunkedPrefillAndDecodeMatchFullForward) {
 }
 
 // A decode batch of rows at different positions: each row's logits are bit-identical to the
-// same row decoded alone (fp32 and bf16), whatever the batch order and the thread count.
+// same row decoded alone (fp32 and bf16 weights, fp32 and bf16 caches), whatever the batch
+// order and the thread count.
 // C = 36 is not a multiple of 8: the bf16 copy stays unpacked and attention runs the scalar path.
 nc_model_config cfg_odd() {
   nc_model_config c = nct::tiny(2, 36, 3, 32, 96, "SL", 6);
@@ -109,6 +112,7 @@ TEST(Decode, BatchedRowsBitIdenticalToAlone) {
  for (nc_model_config cfg : {cfg_small(), cfg_odd()}) {
   Fixture f(cfg);
   const int V = f.cfg.vocab_size, R = 5, tmax = 32;
+  for (nc_kv_dtype kv : {NC_KV_F32, NC_KV_BF16})
   for (nc_decode_weights w : precisions(f.m)) {
     Dec d(f.m, w, 8, 16, tmax);
     std::vector<std::vector<int32_t>> seq;
@@ -117,7 +121,7 @@ TEST(Decode, BatchedRowsBitIdenticalToAlone) {
     std::vector<std::vector<float>> alone(R);
     for (int r = 0; r < R; r++) {
       omp_set_num_threads(1);
-      Cache kc(f.m, tmax);
+      Cache kc(f.m, tmax, kv);
       const int P = 4 + 3 * r;
       ASSERT_EQ(nc_decoder_prefill(d.d, kc.c, seq[r].data(), P, nullptr), NC_OK);
       for (int t = P; t < (int)seq[r].size(); t++) {
@@ -131,7 +135,7 @@ TEST(Decode, BatchedRowsBitIdenticalToAlone) {
     omp_set_num_threads(2);
     std::vector<Cache *> caches;
     for (int r = 0; r < R; r++) {
-      caches.push_back(new Cache(f.m, tmax));
+      caches.push_back(new Cache(f.m, tmax, kv));
       ASSERT_EQ(nc_decoder_prefill(d.d, caches[r]->c, seq[r].data(), 4 + 3 * r, nullptr), NC_OK);
     }
     for (int step = 0; step < 6; step++) {
@@ -146,7 +150,7 @@ TEST(Decode, BatchedRowsBitIdenticalToAlone) {
       for (int i = 0; i < R; i++) {
         int r = R - 1 - i;
         ASSERT_EQ(0, memcmp(&lg[(size_t)i * V], &alone[r][(size_t)step * V], sizeof(float) * V))
-            << "C " << cfg.n_embd << " weights " << w << " row " << r << " step " << step;
+            << "C " << cfg.n_embd << " weights " << w << " kv " << kv << " row " << r << " step " << step;
       }
     }
     for (auto *c : caches) delete c;
@@ -156,10 +160,11 @@ TEST(Decode, BatchedRowsBitIdenticalToAlone) {
 
 // Long contexts: a row decoded alone with 2 threads splits its attention into (row, head)
 // tasks, a batch runs one task per row with every head interleaved (GQA, windows): the same
-// bits either way, at every precision.
+// bits either way, at every precision and with fp32 or bf16 caches.
 TEST(Decode, LongContextHeadTasksBitIdenticalToRowTasks) {
   Fixture f(nct::tiny(2, 128, 4, 256, 96, "SL", 100)); // 8 heads of 16, 4 kv heads
   const int V = f.cfg.vocab_size, R = 3, tmax = 1800, steps = 3;
+  for (nc_kv_dtype kv : {NC_KV_F32, NC_KV_BF16})
   for (nc_decode_weights w : precisions(f.m)) {
     Dec d(f.m, w, 4, 512, tmax);
     std::vector<std::vector<int32_t>> seq;
@@ -176,7 +181,7 @@ TEST(Decode, LongContextHeadTasksBitIdenticalToRowTasks) {
     for (int th = 1; th <= 2; th++) {
       omp_set_num_threads(th);
       for (int r = 0; r < R; r++) {
-        Cache kc(f.m, tmax);
+        Cache kc(f.m, tmax, kv);
         prefill(kc, r);
         std::vector<float> all;
         for (int s = 0; s < steps; s++) {
@@ -191,7 +196,7 @@ TEST(Decode, LongContextHeadTasksBitIdenticalToRowTasks) {
     omp_set_num_threads(2);
     std::vector<Cache *> caches;
     for (int r = 0; r < R; r++) {
-      caches.push_back(new Cache(f.m, tmax));
+      caches.push_back(new Cache(f.m, tmax, kv));
       prefill(*caches[r], r);
     }
     for (int s = 0; s < steps; s++) {
@@ -206,7 +211,8 @@ TEST(Decode, LongContextHeadTasksBitIdenticalToRowTasks) {
       for (int r = 0; r < R; r++)
         for (int th = 0; th < 2; th++)
           ASSERT_EQ(0, memcmp(&lg[(size_t)r * V], &alone[th][r][(size_t)s * V], sizeof(float) * V))
-              << "weights " << w << " row " << r << " step " << s << " alone with " << th + 1 << " threads";
+              << "weights " << w << " kv " << kv << " row " << r << " step " << s << " alone with "
+              << th + 1 << " threads";
     }
     for (auto *c : caches) delete c;
   }

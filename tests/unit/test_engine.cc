@@ -66,10 +66,19 @@ TEST(Engine, BatchedEqualsAlone) {
     prompts.push_back(nct::random_ids(2 + 5 * i, NTOK, 80 + i));
     params.push_back(i % 2 ? greedy(18 + i) : sampled(18 + i, 1000 + i));
   }
-  for (nc_decode_weights w : {NC_DECODE_F32, NC_DECODE_BF16, NC_DECODE_AUTO}) {
+  const std::pair<nc_decode_weights, nc_engine_kv> precs[] = {
+      {NC_DECODE_F32, NC_ENGINE_KV_AUTO}, {NC_DECODE_BF16, NC_ENGINE_KV_AUTO},
+      {NC_DECODE_AUTO, NC_ENGINE_KV_AUTO}, {NC_DECODE_F32, NC_ENGINE_KV_BF16},
+      {NC_DECODE_BF16, NC_ENGINE_KV_F32}};
+  for (auto [w, kv] : precs) {
     std::vector<std::vector<int32_t>> alone(R);
     {
-      Engine E(rm.m, 1, w, 4, 0, 4);
+      Engine E(rm.m, 1, w, 4, 0, 4, kv);
+      nc_engine_stats st;
+      nc_engine_get_stats(E.e, &st);
+      // AUTO: bf16 caches unless the weights are the fp32 reference
+      EXPECT_EQ(st.kv, kv == NC_ENGINE_KV_F32 || (kv == NC_ENGINE_KV_AUTO && w == NC_DECODE_F32)
+                           ? NC_KV_F32 : NC_KV_BF16);
       for (int i = 0; i < R; i++) {
         Gen &r = E.gen();
         ASSERT_EQ(E.submit(prompts[i], params[i], &r), NC_OK) << E.msg;
@@ -77,7 +86,7 @@ TEST(Engine, BatchedEqualsAlone) {
         alone[i] = r.tokens[0];
       }
     }
-    Engine E(rm.m, 3, w, 8, 0, 4);
+    Engine E(rm.m, 3, w, 8, 0, 4, kv);
     std::vector<Gen *> rp;
     for (int i = 0; i < R; i++) rp.push_back(&E.gen());
     auto runs = [&](int i) -> Gen & { return *rp[i]; };
@@ -97,7 +106,7 @@ TEST(Engine, BatchedEqualsAlone) {
     for (int i = 0; i < R; i++) {
       while (i >= submitted.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       ASSERT_TRUE(runs(i).wait()) << i;
-      EXPECT_EQ(runs(i).tokens[0], alone[i]) << "weights " << w << " request " << i;
+      EXPECT_EQ(runs(i).tokens[0], alone[i]) << "weights " << w << " kv " << kv << " request " << i;
       EXPECT_EQ(runs(i).done[0].completion_tokens, (int)alone[i].size());
     }
     EXPECT_EQ(submitted.load(), R);
@@ -312,6 +321,9 @@ TEST(Engine, BadConfigRejected) {
   x = c;
   x.weights = (nc_decode_weights)5;
   bad(x, "weights");
+  x = c;
+  x.kv = (nc_engine_kv)7;
+  bad(x, "KV cache precision");
   x = c;
   x.tok.decode = nullptr;
   bad(x, "tokenizer");
