@@ -112,11 +112,17 @@ static int64_t mono_us(void) {
 }
 
 /* A stream message may go out now: the first one at once (time to first token), later ones
- * once flush_us passed since the previous one, everything once the engine is done. Pending
+ * at most one per flush period, everything once the engine is done. The periods are aligned
+ * to one process-wide clock (slot = now / flush_us) rather than to each call's last send, so
+ * all streams become due at the same instant: the engine's next step then wakes the CQ thread
+ * once for all of them and their messages leave in one burst (the transport coalesces writes
+ * on a shared connection, the client wakes once) instead of one wake-up per stream spread over
+ * the period (d4, 16 streams, 2 cores: 10.4 -> 7.4 us of service CPU per token). Pending
  * deltas are never stranded: every token is followed by another engine event (a token or the
  * request's DONE), which calls advance again. Under g->mu. */
 static bool flush_due(const nc_gen *g, int64_t now) {
-  return g->engine_done || !g->last_send_us || now - g->last_send_us >= g->flush_us;
+  if (g->engine_done || !g->last_send_us || g->flush_us <= 0) return true;
+  return now / g->flush_us != g->last_send_us / g->flush_us;
 }
 
 /* ---- lifetime ----------------------------------------------------------------------------- */

@@ -300,6 +300,72 @@ class Cancel(unittest.TestCase):
         self.assertLess(len(rest), len(ids))     # coalesced: fewer messages than tokens
 
 
+class FlushPeriod(unittest.TestCase):
+    """--stream-flush-ms: the first delta at once, then at most one message per period (periods
+    aligned to one server clock for every stream), everything at the end; 0 = every token as
+    soon as the previous send completed."""
+
+    def run_stream(self, flush_ms):
+        srv = M.model_server(args=["--model", "sft/d4", "--stream-flush-ms", str(flush_ms)],
+                             models=[("sft", "d4", dict(depth=4, seq_len=1024))]).start()
+        try:
+            t0 = time.monotonic()
+            msgs = []
+            for ev in srv.stub("Chat").Stream(M.chat_req("Once upon a time", max_tokens=300, ephemeral=True),
+                                              timeout=300):
+                if ev.HasField("delta"):
+                    msgs.append((time.monotonic() - t0, len(ev.delta.token_ids)))
+                else:
+                    done = ev.done
+            return msgs, done, time.monotonic() - t0
+        finally:
+            self.assertEqual(srv.close(), 0)
+
+    def test_every_token_with_zero_and_one_message_per_period(self):
+        # (timing-robust: a loaded machine only ever merges more tokens into one message)
+        msgs0, done, wall0 = self.run_stream(0)
+        # a message per token, except that tokens produced while a send is in flight (one per
+        # call at a time) travel together in the next one
+        self.assertEqual(sum(n for _, n in msgs0), done.usage.completion_tokens)
+        msgs, done, wall = self.run_stream(100)
+        self.assertGreater(done.usage.completion_tokens, 20)
+        self.assertEqual(sum(n for _, n in msgs), done.usage.completion_tokens)
+        self.assertLess(msgs[0][1], done.usage.completion_tokens // 4)  # the first delta early
+        # one message per 100 ms period at most, plus the first and the final flush
+        self.assertLessEqual(len(msgs), int(wall / 0.1) + 3, (len(msgs), wall))
+        self.assertGreater(len(msgs0), 2 * (int(wall0 / 0.1) + 3), (len(msgs0), wall0))
+
+
+    def test_periods_are_aligned_across_streams(self):
+        """Two streams started 50 ms apart: their messages still leave together, at the same
+        period boundaries (per-call periods would keep them ~50 ms apart)."""
+        srv = M.model_server(args=["--model", "sft/d4", "--stream-flush-ms", "100"],
+                             models=[("sft", "d4", dict(depth=4, seq_len=1024))]).start()
+        try:
+            chat = srv.stub("Chat")
+            t0 = time.monotonic()
+            times = [[], []]
+
+            def run(i):
+                if i:
+                    time.sleep(0.05)
+                for ev in chat.Stream(M.chat_req("Once upon a time", max_tokens=600, ephemeral=True), timeout=300):
+                    if ev.HasField("delta"):
+                        times[i].append(time.monotonic() - t0)
+            th = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+            for t in th:
+                t.start()
+            for t in th:
+                t.join(120)
+        finally:
+            self.assertEqual(srv.close(), 0)
+        a, b = times
+        mid = b[1:-1]  # not the first (sent at once) nor the final flush
+        self.assertGreater(len(mid), 4, times)
+        gaps = sorted(min(abs(x - y) for y in a) for x in mid)
+        self.assertLess(gaps[len(gaps) // 2], 0.025, gaps)
+
+
 class Admission(unittest.TestCase):
     def test_full_slots_and_queue_are_resource_exhausted_at_once(self):
         """faults.md row 13: one slot, a queue of one: the third generation is refused at once,
