@@ -108,8 +108,16 @@ nc_model_config cfg_odd() {
   return c;
 }
 
+// head_dim 24: a multiple of 8, not of 16 (bf16 caches take the 8-lane attention kernels; with
+// head_dim 16 above they take the AVX-512 ones on CPUs that have it)
+nc_model_config cfg_d24() {
+  nc_model_config c = nct::tiny(2, 48, 1, 32, 96, "SL", 6);
+  c.n_head = 2;
+  return c;
+}
+
 TEST(Decode, BatchedRowsBitIdenticalToAlone) {
- for (nc_model_config cfg : {cfg_small(), cfg_odd()}) {
+ for (nc_model_config cfg : {cfg_small(), cfg_odd(), cfg_d24()}) {
   Fixture f(cfg);
   const int V = f.cfg.vocab_size, R = 5, tmax = 32;
   for (nc_kv_dtype kv : {NC_KV_F32, NC_KV_BF16})

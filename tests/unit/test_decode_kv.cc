@@ -139,9 +139,13 @@ TEST(DecodeKv, Bf16CacheAccuracyAgainstFp32Cache) {
 }
 
 // One step may carry fp32 and bf16 caches (the engine never mixes them, the decoder allows it):
-// each row is bit-identical to the same row decoded alone with its own cache type.
+// each row is bit-identical to the same row decoded alone with its own cache type. head_dim 16
+// runs the AVX-512 bf16 attention on CPUs that have it, head_dim 24 the 8-lane one.
 TEST(DecodeKv, MixedCachesInOneStepBitIdenticalToAlone) {
-  Fixture f(cfg_small());
+ nc_model_config d24 = nct::tiny(2, 48, 1, 32, 96, "SL", 6);  // head_dim 24: the 8-lane kernels
+ d24.n_head = 2;
+ for (nc_model_config cfg : {cfg_small(), d24}) {
+  Fixture f(cfg);
   const int V = f.cfg.vocab_size, R = 4, tmax = 32, steps = 5;
   Dec d(f.m, nc_decoder_fastest_weights(f.m), 4, 16, tmax);
   std::vector<std::vector<int32_t>> seq;
@@ -176,9 +180,10 @@ TEST(DecodeKv, MixedCachesInOneStepBitIdenticalToAlone) {
     ASSERT_EQ(nc_decoder_step(d.d, rows.data(), ids.data(), R, lg.data()), NC_OK);
     for (int r = 0; r < R; r++)
       ASSERT_EQ(0, memcmp(&lg[(size_t)r * V], &alone[r][(size_t)s * V], sizeof(float) * V))
-          << "row " << r << " step " << s;
+          << "head_dim " << cfg.n_embd / cfg.n_head << " row " << r << " step " << s;
   }
   for (auto *c : caches) delete c;
+ }
 }
 
 }  // namespace
