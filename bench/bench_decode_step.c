@@ -12,8 +12,10 @@
  * `steps` steps (medians of per-step times, then the median over reps). Weights are random
  * (nc_model_init_weights; speed does not depend on values). Prints one JSON object:
  * per batch ms/step, tok/s, GFLOP/s of the matmuls (2 * weights * rows / time), the matmuls'
- * own ms and the ratio tok/s(B) / tok/s(1).
+ * own ms and the ratio tok/s(B) / tok/s(1); then the CPU's bf16 dot-product peak on 1 and on
+ * --threads threads (register-only VDPBF16PS chains), the ceiling of a compute-bound batch.
  */
+#include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +79,38 @@ static double time_matmuls(const shape *sh, int ns, int B, int dot, int steps) {
   free(xb);
   free(dt);
   return med;
+}
+
+/* The CPU's bf16 dot-product peak (GFLOP/s) on `threads` threads: 16 independent VDPBF16PS
+ * accumulator chains on registers only (no memory traffic) for ~0.2 s per thread; 0 without
+ * AVX512_BF16. The bound a compute-bound batch can approach. */
+#define NC_PEAK_ITERS 12000000L
+__attribute__((target("avx512f,avx512bf16"))) static double peak_one(void) {
+  __m512 a[16];
+  for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
+  __m512bh w = (__m512bh)_mm512_set1_epi32(0x3f803f80), x = w;
+  const double t0 = nc_bench_now();
+  for (long n = 0; n < NC_PEAK_ITERS; n++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) a[i] = _mm512_dpbf16_ps(a[i], w, x);
+    __asm__ volatile("" : "+v"(w), "+v"(x)); /* keep the operands opaque */
+  }
+  const double t = nc_bench_now() - t0;
+  float sink = 0, tmp[16];
+  for (int i = 0; i < 16; i++) {
+    _mm512_storeu_ps(tmp, a[i]);
+    sink += tmp[0];
+  }
+  __asm__ volatile("" : : "x"(sink));
+  return (double)NC_PEAK_ITERS * 16 * 64 / t * 1e-9; /* 32 multiply-adds per instruction */
+}
+
+static double dot_peak(int threads) {
+  if (!nc_gemv_bf16dp_available()) return 0;
+  double tot = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : tot)
+  tot += peak_one();
+  return tot;
 }
 
 int main(int argc, char **argv) {
@@ -181,7 +215,8 @@ int main(int argc, char **argv) {
            mm > 0 ? 2.0 * wts * B / mm * 1e-9 : 0.0, tok / tok1);
     fflush(stdout);
   }
-  printf("]}\n");
+  const double pk1 = dot_peak(1), pkt = threads > 1 ? dot_peak(threads) : pk1;
+  printf("],\"dot_peak_gflop_s\":{\"1\":%.1f,\"%d\":%.1f}}\n", pk1, threads, pkt);
   for (int b = 0; b < bmax; b++) nc_kvcache_free(kcs[b]);
   nc_decoder_free(d);
   nc_model_free(m);

@@ -132,7 +132,8 @@ class Server:
 
     def cpu_ns(self):
         """CPU time so far of nanochatd's threads (schedstat, ns): (engine, service) where engine =
-        the threads named nc-engine (the scheduler and its OpenMP workers) and service = every
+        the threads named nc-engine (the scheduler and its OpenMP workers) or nc-par (the decode
+        pool, core/nc_par.h) and service = every
         other thread (completion queues, workers, gRPC's own)."""
         eng = svc = 0
         base = "/proc/%d/task" % self.proc.pid
@@ -144,7 +145,7 @@ class Server:
                     name = f.read().strip()
             except OSError:
                 continue
-            if name == "nc-engine":
+            if name in ("nc-engine", "nc-par"):
                 eng += ns
             else:
                 svc += ns

@@ -19,6 +19,7 @@
 #include "nc_kernels.h"
 #include "nc_model_internal.h"
 #include "nc_model_ref.h"
+#include "nc_par.h"
 #include "nc_vmath.h"
 
 #define ALIGN_F 16 /* floats: 64-byte alignment of carved buffers and per-thread scratch */
@@ -525,42 +526,55 @@ NC_AVX512KV static void attn_heads_bf16_512(const float *q, const uint16_t *K, c
   }
 }
 
+typedef struct attn_job {
+  nc_decoder *d;
+  nc_kvcache *const *kcs;
+  int l, window, hp, per, vec, rep;
+  float scale;
+  size_t stride;
+} attn_job;
+
+/* One task: heads [h0, h0 + hp) of one row, with `worker`'s score scratch. */
+static void attn_task(void *ctx, int task, int worker) {
+  const attn_job *j = ctx;
+  const nc_decoder *d = j->d;
+  const int H = d->H, D = d->D, KV = d->KV, hp = j->hp;
+  const int b = task / j->per, h0 = task % j->per * hp;
+  const nc_kvcache *kc = j->kcs[b];
+  const int64_t p = d->pos[b];
+  const int64_t lo = p - j->window > 0 ? p - j->window : 0;
+  const int n = (int)(p - lo + 1);
+  float *s = d->work + (size_t)worker * dec_scratch(d);
+  const size_t at = (size_t)j->l * kc->t_max * KV + (size_t)lo * KV, st = j->stride;
+  const float *q = d->qkv + (size_t)b * d->QKV;
+  float *y = d->att + (size_t)b * d->C;
+  if (kc->dtype == NC_KV_BF16 && d->kv512)
+    attn_heads_bf16_512(q, kc->k16 + at, kc->v16 + at, (size_t)KV, n, D, h0, h0 + hp, j->rep,
+                        j->scale, s, st, s + (size_t)H * st, y);
+  else if (kc->dtype == NC_KV_BF16)
+    attn_task_bf16(q, kc->k16 + at, kc->v16 + at, (size_t)KV, n, D, h0, hp, j->rep, j->scale, s,
+                   st, H, j->vec, y);
+  else
+    attn_task_f32(q, kc->k + at, kc->v + at, (size_t)KV, n, D, h0, hp, j->rep, j->scale, s, st,
+                  H, j->vec, y);
+}
+
 /* One query per sequence (decode): y(b, h) = softmax(scale q k^T over the window) v, with keys
  * and values read from sequence b's cache. A task is one row with all its heads when there are
  * at least as many rows as threads (the row's cache is read front to back once), else one
- * (row, head); results are the same either way. Each task uses its thread's score scratch. */
+ * (row, head); results are the same either way. Tasks run on nc_par's pool, each with its
+ * worker's score scratch. */
 static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
-  const int H = d->H, D = d->D, KV = d->KV, QKV = d->QKV, C = d->C, rep = d->H / d->Hkv;
-  const int window = d->m->lay.layer[l].window;
-  const float scale = 1.0f / sqrtf((float)D);
+  const int H = d->H, D = d->D;
   const int vec = (D % 8 == 0 && nc_gemv_has_avx2()) || d->kv512;
   double est = 0;
   for (int b = 0; b < B; b++) est += (double)(d->pos[b] + 1) * H * D;
-  const size_t stride = rup((size_t)d->t_max);
+  const int threads = omp_get_max_threads();
   const int par = B * H > 1 && est > 2e5;
-  const int hp = vec && (!par || B >= omp_get_max_threads()) ? H : 1; /* heads per task */
-  const int per = H / hp;
-#pragma omp parallel for schedule(dynamic, 1) if (par)
-  for (int task = 0; task < B * per; task++) {
-    const int b = task / per, h0 = task % per * hp;
-    const nc_kvcache *kc = kcs[b];
-    const int64_t p = d->pos[b];
-    const int64_t lo = p - window > 0 ? p - window : 0;
-    const int n = (int)(p - lo + 1);
-    float *s = d->work + (size_t)omp_get_thread_num() * dec_scratch(d);
-    const size_t at = (size_t)l * kc->t_max * KV + (size_t)lo * KV;
-    const float *q = d->qkv + (size_t)b * QKV;
-    float *y = d->att + (size_t)b * C;
-    if (kc->dtype == NC_KV_BF16 && d->kv512)
-      attn_heads_bf16_512(q, kc->k16 + at, kc->v16 + at, (size_t)KV, n, D, h0, h0 + hp, rep, scale,
-                          s, stride, s + (size_t)H * stride, y);
-    else if (kc->dtype == NC_KV_BF16)
-      attn_task_bf16(q, kc->k16 + at, kc->v16 + at, (size_t)KV, n, D, h0, hp, rep, scale, s,
-                     stride, H, vec, y);
-    else
-      attn_task_f32(q, kc->k + at, kc->v + at, (size_t)KV, n, D, h0, hp, rep, scale, s, stride,
-                    H, vec, y);
-  }
+  const int hp = vec && (!par || B >= threads) ? H : 1; /* heads per task */
+  attn_job j = {d, kcs, l, d->m->lay.layer[l].window, hp, H / hp, vec, d->H / d->Hkv,
+                1.0f / sqrtf((float)D), rup((size_t)d->t_max)};
+  nc_par_run(par ? threads : 1, B * j.per, attn_task, &j);
 }
 
 /* 15 tanh(z / 15) in place (nc_vmath's tanh, the model's formula); a non-finite z makes the whole

@@ -33,8 +33,10 @@
  * in use (call nc_decoder_sync_weights after they change, e.g. after training steps, to refresh
  * the bf16 copy). The decoder owns its workspace and rope tables and never writes to the model,
  * so other threads may run nc_model_forward on the same model concurrently; one thread at a
- * time may use a decoder. Parallelism is OpenMP (omp_get_max_threads() of the calling thread),
- * with OpenBLAS single-threaded (nc_blas_single_thread is called for you).
+ * time may use a decoder. It uses omp_get_max_threads() of the calling thread as its thread
+ * count: the GEMV kernels and decode attention run on nc_par's pool (nc_par.h: bounded spin
+ * between the ~40 loops of a step), prefill attention and the small kernels on OpenMP, with
+ * OpenBLAS single-threaded (nc_blas_single_thread is called for you).
  *
  * Errors: NC_OK, NC_EINVAL (bad arguments, token ids out of range, a cache of another shape or
  * without room for the tokens; nothing is changed then), NC_ENOMEM.

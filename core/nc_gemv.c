@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nc_err.h"
+#include "nc_par.h"
 
 static inline uint16_t f32_to_bf16_1(float f) {
   uint32_t u;
@@ -233,6 +234,25 @@ static int pick_threads(int threads, int O, int K) {
 
 /* Contiguous chunks of output rows, multiples of 4 so tiles stay whole (results do not
  * depend on the split; this only keeps the tails rare). */
+/* One chunk of `per` output rows per task (nc_par_run). */
+#define NC_GEMV_ROWS_JOB(SFX, WT)                                                           \
+  typedef struct rows_job_##SFX {                                                           \
+    const WT *W;                                                                            \
+    int O, K;                                                                               \
+    const float *x;                                                                         \
+    int ldx, B;                                                                             \
+    float *y;                                                                               \
+    int ldy, acc, per;                                                                      \
+  } rows_job_##SFX;                                                                         \
+  static void rows_task_##SFX(void *ctx, int t, int w) {                                    \
+    (void)w;                                                                                \
+    const rows_job_##SFX *j = ctx;                                                          \
+    const int o0 = t * j->per, o1 = o0 + j->per < j->O ? o0 + j->per : j->O;                \
+    rows_##SFX(j->W, o0, o1, j->K, j->x, j->ldx, j->B, j->y, j->ldy, j->acc);               \
+  }
+NC_GEMV_ROWS_JOB(bf16, uint16_t)
+NC_GEMV_ROWS_JOB(f32, float)
+
 #define NC_GEMV_DISPATCH(SFX, WT)                                                           \
   int nc_gemv_##SFX##_ex(const WT *W, int O, int K, const float *x, int ldx, int B, float *y, \
                          int ldy, int flags, int threads) {                                 \
@@ -247,13 +267,8 @@ static int pick_threads(int threads, int O, int K) {
       rows_##SFX(W, 0, O, K, x, ldx, B, y, ldy, acc);                                       \
       return NC_OK;                                                                         \
     }                                                                                       \
-    _Pragma("omp parallel num_threads(threads)")                                            \
-    {                                                                                       \
-      int nt = omp_get_num_threads(), t = omp_get_thread_num();                             \
-      int per = ((O + nt - 1) / nt + 3) & ~3;                                               \
-      int o0 = t * per < O ? t * per : O, o1 = o0 + per < O ? o0 + per : O;                 \
-      if (o0 < o1) rows_##SFX(W, o0, o1, K, x, ldx, B, y, ldy, acc);                        \
-    }                                                                                       \
+    rows_job_##SFX j = {W, O, K, x, ldx, B, y, ldy, acc, ((O + threads - 1) / threads + 3) & ~3}; \
+    nc_par_run(threads, (O + j.per - 1) / j.per, rows_task_##SFX, &j);                       \
     return NC_OK;                                                                           \
   }
 NC_GEMV_DISPATCH(bf16, uint16_t)
@@ -481,6 +496,23 @@ static void packed_run(const uint16_t *Wp, int O, int K, int t0, int t1, const f
   else packed_tiles(Wp, O, K, t0, t1, x, ldx, B, y, ldy, acc);
 }
 
+/* Chunks of `ch` tiles, handed out first come first served (results do not depend on it). */
+typedef struct packed_job {
+  const uint16_t *Wp;
+  int O, K;
+  const float *x;
+  int ldx, B;
+  float *y;
+  int ldy, acc, avx512, T, ch;
+} packed_job;
+
+static void packed_task(void *ctx, int c, int w) {
+  (void)w;
+  const packed_job *j = ctx;
+  const int t1 = c * j->ch + j->ch < j->T ? c * j->ch + j->ch : j->T;
+  packed_run(j->Wp, j->O, j->K, c * j->ch, t1, j->x, j->ldx, j->B, j->y, j->ldy, j->acc, j->avx512);
+}
+
 int nc_gemv_bf16_packed(const uint16_t *Wp, int O, int K, const float *x, int ldx, int B,
                         float *y, int ldy, int flags, int threads) {
   if (bad_args(Wp, O, K, x, ldx, B, y, ldy, flags) || K % 8) return NC_EINVAL;
@@ -497,10 +529,8 @@ int nc_gemv_bf16_packed(const uint16_t *Wp, int O, int K, const float *x, int ld
     packed_run(Wp, O, K, 0, T, x, ldx, B, y, ldy, acc, avx512);
     return NC_OK;
   }
-  const int ch = tile_chunk(T, threads), nch = (T + ch - 1) / ch;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int c = 0; c < nch; c++)
-    packed_run(Wp, O, K, c * ch, c * ch + ch < T ? c * ch + ch : T, x, ldx, B, y, ldy, acc, avx512);
+  packed_job j = {Wp, O, K, x, ldx, B, y, ldy, acc, avx512, T, tile_chunk(T, threads)};
+  nc_par_run(threads, (T + j.ch - 1) / j.ch, packed_task, &j);
   return NC_OK;
 }
 
@@ -639,6 +669,22 @@ int nc_gemv_bf16dp_packed_plain(const uint16_t *Wp, int O, int K, const uint16_t
   return NC_OK;
 }
 
+typedef struct dp_job {
+  const uint16_t *Wp;
+  int O, K;
+  const uint16_t *xb;
+  int ldx, B;
+  float *y;
+  int ldy, acc, T, ch;
+} dp_job;
+
+static void dp_task(void *ctx, int c, int w) {
+  (void)w;
+  const dp_job *j = ctx;
+  const int t1 = c * j->ch + j->ch < j->T ? c * j->ch + j->ch : j->T;
+  dp_tiles(j->Wp, j->O, j->K, c * j->ch, t1, j->xb, j->ldx, j->B, j->y, j->ldy, j->acc);
+}
+
 int nc_gemv_bf16dp_packed(const uint16_t *Wp, int O, int K, const uint16_t *xb, int ldx, int B,
                           float *y, int ldy, int flags, int threads) {
   if (!xb || bad_args(Wp, O, K, (const float *)xb, ldx, B, y, ldy, flags) || K % 8) return NC_EINVAL;
@@ -651,9 +697,7 @@ int nc_gemv_bf16dp_packed(const uint16_t *Wp, int O, int K, const uint16_t *xb, 
     dp_tiles(Wp, O, K, 0, T, xb, ldx, B, y, ldy, acc);
     return NC_OK;
   }
-  const int ch = tile_chunk(T, threads), nch = (T + ch - 1) / ch;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int c = 0; c < nch; c++)
-    dp_tiles(Wp, O, K, c * ch, c * ch + ch < T ? c * ch + ch : T, xb, ldx, B, y, ldy, acc);
+  dp_job j = {Wp, O, K, xb, ldx, B, y, ldy, acc, T, tile_chunk(T, threads)};
+  nc_par_run(threads, (T + j.ch - 1) / j.ch, dp_task, &j);
   return NC_OK;
 }

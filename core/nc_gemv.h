@@ -19,9 +19,9 @@
  *
  * Every fast kernel has a plain C reference (nc_gemv_*_ref) that tests compare with; the fast
  * path is chosen at run time (AVX2+FMA when the CPU has it, else the reference).
- * Threading: `threads` > 1 splits the output rows over that many OpenMP threads; call from
- * outside an OpenMP parallel region. No allocation; the only global state is the kernel family
- * override of nc_gemv_force_isa.
+ * Threading: `threads` > 1 splits the output rows over that many threads of nc_par's pool
+ * (nc_par.h; chunks handed out first come first served; 0 = omp_get_max_threads()). No
+ * allocation; the only global state is the kernel family override of nc_gemv_force_isa.
  */
 #ifndef NC_GEMV_H
 #define NC_GEMV_H
@@ -47,7 +47,7 @@ void nc_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 /* y[b*ldy + o] (=, or += with NC_GEMV_ACCUMULATE) sum_k x[b*ldx + k] * W[o*K + k]
  * for b < B (1..NC_GEMV_MAX_B), o < O.
  * W: bf16 or fp32 [O, K]; x: fp32 [B, ldx>=K]; y: fp32 [B, ldy>=O]; x and y must not overlap.
- * `threads` > 1 splits the output rows over that many OpenMP threads (0 = library default;
+ * `threads` > 1 splits the output rows over that many pool threads (0 = omp_get_max_threads();
  * small matrices always run on one thread).
  * Returns 0, or NC_EINVAL for bad sizes / NULL pointers / unknown flags. */
 int nc_gemv_bf16_ex(const uint16_t *W, int O, int K, const float *x, int ldx, int B, float *y,

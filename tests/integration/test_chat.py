@@ -337,9 +337,9 @@ class FlushPeriod(unittest.TestCase):
 
 
     def test_periods_are_aligned_across_streams(self):
-        """Two streams started 50 ms apart: their messages still leave together, at the same
-        period boundaries (per-call periods would keep them ~50 ms apart)."""
-        srv = M.model_server(args=["--model", "sft/d4", "--stream-flush-ms", "100"],
+        """Two streams started 100 ms apart: their messages still leave together, at the same
+        period boundaries (per-call periods would keep them ~100 ms apart)."""
+        srv = M.model_server(args=["--model", "sft/d4", "--stream-flush-ms", "200"],
                              models=[("sft", "d4", dict(depth=4, seq_len=1024))]).start()
         try:
             chat = srv.stub("Chat")
@@ -348,8 +348,8 @@ class FlushPeriod(unittest.TestCase):
 
             def run(i):
                 if i:
-                    time.sleep(0.05)
-                for ev in chat.Stream(M.chat_req("Once upon a time", max_tokens=600, ephemeral=True), timeout=300):
+                    time.sleep(0.1)
+                for ev in chat.Stream(M.chat_req("Once upon a time", max_tokens=900, ephemeral=True), timeout=300):
                     if ev.HasField("delta"):
                         times[i].append(time.monotonic() - t0)
             th = [threading.Thread(target=run, args=(i,)) for i in range(2)]
@@ -361,9 +361,9 @@ class FlushPeriod(unittest.TestCase):
             self.assertEqual(srv.close(), 0)
         a, b = times
         mid = b[1:-1]  # not the first (sent at once) nor the final flush
-        self.assertGreater(len(mid), 4, times)
+        self.assertGreaterEqual(len(mid), 2, times)
         gaps = sorted(min(abs(x - y) for y in a) for x in mid)
-        self.assertLess(gaps[len(gaps) // 2], 0.025, gaps)
+        self.assertLess(gaps[len(gaps) // 2], 0.05, gaps)
 
 
 class Admission(unittest.TestCase):
