@@ -35,6 +35,7 @@ struct nc_decoder {
   int max_rows, max_chunk, t_max, cap_n;
   int packed;              /* bf16 copies in nc_gemv's packed layout (C % 8 == 0) */
   int kv512;               /* bf16 caches use the AVX-512 attention (D % 16 == 0, avx512f) */
+  int threads;             /* pool threads, 0 = omp_get_max_threads() (nc_decoder_set_threads) */
   uint16_t *xbf;           /* NC_DECODE_BF16_DOT: activations rounded to bf16 [cap_n, F] */
   int C, H, Hkv, D, KV, QKV, F, V, L;
   layer_w lw[NC_CFG_MAX_LAYER];
@@ -79,8 +80,18 @@ static size_t attn_floats(const nc_decoder *d, int nth) {
   return a > s ? a : s;
 }
 
+static int dec_threads(const nc_decoder *d) {
+  return d->threads > 0 ? d->threads : omp_get_max_threads();
+}
+
+void nc_decoder_set_threads(nc_decoder *d, int threads) {
+  if (d) d->threads = threads < 0 ? 0 : threads > NC_PAR_MAX_THREADS ? NC_PAR_MAX_THREADS : threads;
+}
+
+/* scratch for the larger of the pool's and OpenMP's thread counts */
 static int ensure_work(nc_decoder *d) {
   int nth = omp_get_max_threads();
+  if (dec_threads(d) > nth) nth = dec_threads(d);
   if (d->work && nth <= d->work_threads) return NC_OK;
   size_t n = attn_floats(d, nth);
   float *w = NULL;
@@ -267,7 +278,7 @@ static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w1
     nc_f32_to_bf16(x, d->xbf, (size_t)N * (size_t)K);
     for (int r0 = 0; r0 < N; r0 += NC_GEMV_MAX_B) {
       const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
-      nc_gemv_bf16dp_packed(w16, O, K, d->xbf + (size_t)r0 * K, K, nb, y + (size_t)r0 * O, O, fl, 0);
+      nc_gemv_bf16dp_packed(w16, O, K, d->xbf + (size_t)r0 * K, K, nb, y + (size_t)r0 * O, O, fl, dec_threads(d));
     }
     return;
   }
@@ -275,9 +286,9 @@ static void mm(const nc_decoder *d, int gemv, const float *w, const uint16_t *w1
     const int nb = N - r0 < NC_GEMV_MAX_B ? N - r0 : NC_GEMV_MAX_B;
     const float *xr = x + (size_t)r0 * K;
     float *yr = y + (size_t)r0 * O;
-    if (w16 && d->packed) nc_gemv_bf16_packed(w16, O, K, xr, K, nb, yr, O, fl, 0);
-    else if (w16) nc_gemv_bf16_ex(w16, O, K, xr, K, nb, yr, O, fl, 0);
-    else nc_gemv_f32_ex(w, O, K, xr, K, nb, yr, O, fl, 0);
+    if (w16 && d->packed) nc_gemv_bf16_packed(w16, O, K, xr, K, nb, yr, O, fl, dec_threads(d));
+    else if (w16) nc_gemv_bf16_ex(w16, O, K, xr, K, nb, yr, O, fl, dec_threads(d));
+    else nc_gemv_f32_ex(w, O, K, xr, K, nb, yr, O, fl, dec_threads(d));
   }
 }
 
@@ -569,7 +580,7 @@ static void attn_decode(nc_decoder *d, int l, nc_kvcache *const *kcs, int B) {
   const int vec = (D % 8 == 0 && nc_gemv_has_avx2()) || d->kv512;
   double est = 0;
   for (int b = 0; b < B; b++) est += (double)(d->pos[b] + 1) * H * D;
-  const int threads = omp_get_max_threads();
+  const int threads = dec_threads(d);
   const int par = B * H > 1 && est > 2e5;
   const int hp = vec && (!par || B >= threads) ? H : 1; /* heads per task */
   attn_job j = {d, kcs, l, d->m->lay.layer[l].window, hp, H / hp, vec, d->H / d->Hkv,

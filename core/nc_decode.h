@@ -85,6 +85,13 @@ int nc_decoder_create(const nc_model *m, nc_decode_weights w, int max_rows, int 
 /* Frees the decoder (NULL is a no-op). The model is not touched. */
 void nc_decoder_free(nc_decoder *d);
 
+/* Threads of the decoder's pool loops (GEMV kernels, decode attention; nc_par.h): 0 (the
+ * default) = omp_get_max_threads() of the calling thread at each call, else 1..64. The OpenMP
+ * parts (prefill attention, the small kernels) keep the calling thread's OpenMP setting, so a
+ * caller that sets OpenMP to one thread and the decoder to N runs no OpenMP team at all (the
+ * engine does: libgomp's spinning workers would otherwise compete with the pool's). */
+void nc_decoder_set_threads(nc_decoder *d, int threads);
+
 /* Re-copies the bf16 weights from the model's current parameters (no-op for NC_DECODE_F32). */
 void nc_decoder_sync_weights(nc_decoder *d);
 
