@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "decode_test_util.h"
 #include "model_test_util.h"
 
 extern "C" {
@@ -22,21 +23,9 @@ namespace {
 
 using Fixture = nct::ModelFixture;
 
-struct Cache {
-  nc_kvcache *c = nullptr;
-  Cache(nc_model *m, int t, nc_kv_dtype kv = NC_KV_F32) {
-    EXPECT_EQ(nc_kvcache_create_ex(m, 1, t, kv, &c), NC_OK);
-  }
-  ~Cache() { nc_kvcache_free(c); }
-};
-
-struct Dec {
-  nc_decoder *d = nullptr;
-  Dec(nc_model *m, nc_decode_weights w, int rows, int chunk, int t) {
-    EXPECT_EQ(nc_decoder_create(m, w, rows, chunk, t, &d), NC_OK);
-  }
-  ~Dec() { nc_decoder_free(d); }
-};
+using nct::argmax;
+using nct::Cache;
+using nct::Dec;
 
 nc_model_config cfg_small() { return nct::tiny(3, 64, 2, 32, 96, "SSL", 6); }
 
@@ -46,8 +35,6 @@ std::vector<nc_decode_weights> precisions(const nc_model *m) {
   if (nc_decoder_fastest_weights(m) == NC_DECODE_BF16_DOT) v.push_back(NC_DECODE_BF16_DOT);
   return v;
 }
-
-int argmax(const float *v, int n) { return (int)(std::max_element(v, v + n) - v); }
 
 // Prefill the first P tokens, then decode the rest one by one: every step's logits match the
 // full forward's within tol.
@@ -247,23 +234,9 @@ TEST(Decode, Bf16AccuracyAgainstFp32) {
     if (w == NC_DECODE_F32) continue;
     Dec d16(f.m, w, 1, 16, 64);
     EXPECT_EQ(nc_decoder_weight_bytes(d16.d) * 2, nc_decoder_weight_bytes(d32.d));
-    double max_diff = 0;
-    int agree = 0, total = 0;
-    for (int s = 0; s < 4; s++) {
-      std::vector<int32_t> ids = nct::random_ids(P + N, V, 100 + s);
-      Cache a(f.m, 64), b(f.m, 64);
-      std::vector<float> la(V), lb(V);
-      ASSERT_EQ(nc_decoder_prefill(d32.d, a.c, ids.data(), P, la.data()), NC_OK);
-      ASSERT_EQ(nc_decoder_prefill(d16.d, b.c, ids.data(), P, lb.data()), NC_OK);
-      for (int t = P; t < P + N; t++) {
-        nc_kvcache *ra[1] = {a.c}, *rb[1] = {b.c};
-        ASSERT_EQ(nc_decoder_step(d32.d, ra, &ids[t], 1, la.data()), NC_OK);
-        ASSERT_EQ(nc_decoder_step(d16.d, rb, &ids[t], 1, lb.data()), NC_OK);
-        for (int v = 0; v < V; v++) max_diff = std::max(max_diff, (double)std::fabs(la[v] - lb[v]));
-        agree += argmax(la.data(), V) == argmax(lb.data(), V);
-        total++;
-      }
-    }
+    const nct::Agreement r = nct::compare_decoding(f.m, V, d32.d, NC_KV_F32, d16.d, NC_KV_F32, P, N);
+    const double max_diff = r.max_diff;
+    const int agree = r.agree, total = r.total;
     printf("%s vs fp32: max |logit diff| %.4f, argmax agreement %d/%d\n",
            w == NC_DECODE_BF16 ? "bf16" : "bf16-dot", max_diff, agree, total);
     EXPECT_GT(max_diff, 0.0);  // the paths really differ

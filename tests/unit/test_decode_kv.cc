@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "decode_test_util.h"
 #include "model_test_util.h"
 
 extern "C" {
@@ -23,21 +24,8 @@ namespace {
 
 using Fixture = nct::ModelFixture;
 
-struct Cache {
-  nc_kvcache *c = nullptr;
-  Cache(nc_model *m, int t, nc_kv_dtype kv) { EXPECT_EQ(nc_kvcache_create_ex(m, 1, t, kv, &c), NC_OK); }
-  ~Cache() { nc_kvcache_free(c); }
-};
-
-struct Dec {
-  nc_decoder *d = nullptr;
-  Dec(nc_model *m, nc_decode_weights w, int rows, int chunk, int t) {
-    EXPECT_EQ(nc_decoder_create(m, w, rows, chunk, t, &d), NC_OK);
-  }
-  ~Dec() { nc_decoder_free(d); }
-};
-
-int argmax(const float *v, int n) { return (int)(std::max_element(v, v + n) - v); }
+using nct::Cache;
+using nct::Dec;
 
 // 3 layers, windows S/S/L with sequence_len 32 (short windows of 8 slide during the test).
 nc_model_config cfg_small() { return nct::tiny(3, 64, 2, 32, 96, "SSL", 6); }
@@ -114,23 +102,9 @@ TEST(DecodeKv, Bf16CacheAccuracyAgainstFp32Cache) {
   Fixture f(c, 5);
   const int V = c.vocab_size, P = 8, N = 56;
   Dec d(f.m, NC_DECODE_F32, 1, 16, 64);
-  double max_diff = 0;
-  int agree = 0, total = 0;
-  for (int s = 0; s < 4; s++) {
-    std::vector<int32_t> ids = nct::random_ids(P + N, V, 100 + s);
-    Cache a(f.m, 64, NC_KV_F32), b(f.m, 64, NC_KV_BF16);
-    std::vector<float> la(V), lb(V);
-    ASSERT_EQ(nc_decoder_prefill(d.d, a.c, ids.data(), P, la.data()), NC_OK);
-    ASSERT_EQ(nc_decoder_prefill(d.d, b.c, ids.data(), P, lb.data()), NC_OK);
-    for (int t = P; t < P + N; t++) {
-      nc_kvcache *ra[1] = {a.c}, *rb[1] = {b.c};
-      ASSERT_EQ(nc_decoder_step(d.d, ra, &ids[t], 1, la.data()), NC_OK);
-      ASSERT_EQ(nc_decoder_step(d.d, rb, &ids[t], 1, lb.data()), NC_OK);
-      for (int v = 0; v < V; v++) max_diff = std::max(max_diff, (double)std::fabs(la[v] - lb[v]));
-      agree += argmax(la.data(), V) == argmax(lb.data(), V);
-      total++;
-    }
-  }
+  const nct::Agreement r = nct::compare_decoding(f.m, V, d.d, NC_KV_F32, d.d, NC_KV_BF16, P, N);
+  const double max_diff = r.max_diff;
+  const int agree = r.agree, total = r.total;
   printf("bf16 KV cache vs fp32 cache: max |logit diff| %.4f, argmax agreement %d/%d\n", max_diff,
          agree, total);
   EXPECT_GT(max_diff, 0.0);  // the caches really differ
