@@ -54,8 +54,20 @@ static inline float bf16_1(const uint16_t *p) {
 
 static inline float f32_1(const float *p) { return *p; }
 
+/* Exact widening 8 at a time (a bf16 is the top half of its fp32). */
+__attribute__((target("avx2"))) static size_t bf16_to_f32_avx2(const uint16_t *src, float *dst,
+                                                               size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+    _mm256_storeu_si256((__m256i *)(dst + i), _mm256_slli_epi32(w, 16));
+  }
+  return i;
+}
+
 void nc_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = bf16_1(src + i);
+  size_t i = nc_gemv_has_avx2() ? bf16_to_f32_avx2(src, dst, n) : 0;
+  for (; i < n; i++) dst[i] = bf16_1(src + i);
 }
 
 static int bad_args(const void *W, int O, int K, const float *x, int ldx, int B, float *y,
