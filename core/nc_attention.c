@@ -1,5 +1,6 @@
 /* nc_attention.c — see nc_attention.h. */
 #include "nc_attention.h"
+#include "nc_par.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -37,55 +38,81 @@ static inline void key_range(int64_t p_first, int64_t p_last, int window, int64_
   *jhi = p_last + 1;
 }
 
-void nc_attn_fwd(const nc_attn *a, float *work) {
-  const int nqb = (a->T + NC_ATTN_BLOCK - 1) / NC_ATTN_BLOCK;
-  const int64_t ntask = (int64_t)a->B * a->H * nqb;
-  const int rep = a->H / a->Hkv, D = a->D;
-  const size_t per_thread = 2 * (size_t)NC_ATTN_BLOCK * (size_t)max_keys(a) + NC_ATTN_BLOCK;
-  const double work_est = (double)a->B * a->H * a->T * (double)max_keys(a) * D;
-#pragma omp parallel for schedule(dynamic, 1) if (ntask > 1 && work_est > 4e6)
-  for (int64_t task = 0; task < ntask; task++) {
-    float *S = work + (size_t)omp_get_thread_num() * per_thread; /* S [nq, nk] */
-    const int qb = (int)(task % nqb);
-    const int h = (int)((task / nqb) % a->H);
-    const int b = (int)(task / ((int64_t)nqb * a->H));
-    const int g = h / rep;
-    const int64_t p0 = a->pos0 ? a->pos0[b] : 0;
-    const int t0 = qb * NC_ATTN_BLOCK, t1 = t0 + NC_ATTN_BLOCK < a->T ? t0 + NC_ATTN_BLOCK : a->T;
-    const int nq = t1 - t0;
-    int64_t jlo, jhi;
-    key_range(p0 + t0, p0 + t1 - 1, a->window, &jlo, &jhi);
-    const int nk = (int)(jhi - jlo);
-    const float *Q = a->q + b * a->q_bs + (int64_t)t0 * a->q_ts + (int64_t)h * D;
-    const float *K = a->k + b * a->kv_bs + jlo * a->kv_ts + (int64_t)g * D;
-    const float *Vv = a->v + b * a->kv_bs + jlo * a->kv_ts + (int64_t)g * D;
-    float *Y = a->y + b * a->y_bs + (int64_t)t0 * a->y_ts + (int64_t)h * D;
-    /* S = scale * Q K^T : [nq, D] x [D, nk]  (one query: sgemv, no packing) */
-    if (nq == 1)
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, D, a->scale, K, (int)a->kv_ts, Q, 1, 0.0f, S, 1);
-    else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, a->scale, Q, (int)a->q_ts,
-                  K, (int)a->kv_ts, 0.0f, S, nk);
-    for (int i = 0; i < nq; i++) {
-      const int64_t p = p0 + t0 + i;
-      int64_t lo = p - a->window < jlo ? jlo : p - a->window;
-      const int c0 = (int)(lo - jlo), c1 = (int)(p - jlo) + 1; /* valid columns [c0, c1) */
-      float *s = S + (size_t)i * nk;
-      float m = nc_vmax(s + c0, c1 - c0);
-      double sum = nc_exp_affine_sum(s + c0, c1 - c0, 1.0f, m);
-      float inv = (float)(1.0 / sum);
-      for (int c = c0; c < c1; c++) s[c] *= inv;
-      if (c0 > 0) memset(s, 0, sizeof(float) * (size_t)c0);
-      if (c1 < nk) memset(s + c1, 0, sizeof(float) * (size_t)(nk - c1));
-      if (a->lse) a->lse[((int64_t)b * a->H + h) * a->T + t0 + i] = m + (float)log(sum);
-    }
-    /* Y = P V : [nq, nk] x [nk, D] */
-    if (nq == 1)
-      cblas_sgemv(CblasRowMajor, CblasTrans, nk, D, 1.0f, Vv, (int)a->kv_ts, S, 1, 0.0f, Y, 1);
-    else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, S, nk, Vv,
-                  (int)a->kv_ts, 0.0f, Y, (int)a->y_ts);
+typedef struct fwd_job {
+  const nc_attn *a;
+  float *work;
+  size_t per_thread;
+  int nqb, rep;
+} fwd_job;
+
+/* One task: query block qb of head h of sequence b, with scratch slot `worker`. */
+static void fwd_task(void *ctx, int task, int worker) {
+  const fwd_job *j = ctx;
+  const nc_attn *a = j->a;
+  const int nqb = j->nqb, rep = j->rep, D = a->D;
+  float *S = j->work + (size_t)worker * j->per_thread; /* S [nq, nk] */
+  const int qb = (int)(task % nqb);
+  const int h = (int)((task / nqb) % a->H);
+  const int b = (int)(task / ((int64_t)nqb * a->H));
+  const int g = h / rep;
+  const int64_t p0 = a->pos0 ? a->pos0[b] : 0;
+  const int t0 = qb * NC_ATTN_BLOCK, t1 = t0 + NC_ATTN_BLOCK < a->T ? t0 + NC_ATTN_BLOCK : a->T;
+  const int nq = t1 - t0;
+  int64_t jlo, jhi;
+  key_range(p0 + t0, p0 + t1 - 1, a->window, &jlo, &jhi);
+  const int nk = (int)(jhi - jlo);
+  const float *Q = a->q + b * a->q_bs + (int64_t)t0 * a->q_ts + (int64_t)h * D;
+  const float *K = a->k + b * a->kv_bs + jlo * a->kv_ts + (int64_t)g * D;
+  const float *Vv = a->v + b * a->kv_bs + jlo * a->kv_ts + (int64_t)g * D;
+  float *Y = a->y + b * a->y_bs + (int64_t)t0 * a->y_ts + (int64_t)h * D;
+  /* S = scale * Q K^T : [nq, D] x [D, nk]  (one query: sgemv, no packing) */
+  if (nq == 1)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, D, a->scale, K, (int)a->kv_ts, Q, 1, 0.0f, S, 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, a->scale, Q, (int)a->q_ts,
+                K, (int)a->kv_ts, 0.0f, S, nk);
+  for (int i = 0; i < nq; i++) {
+    const int64_t p = p0 + t0 + i;
+    int64_t lo = p - a->window < jlo ? jlo : p - a->window;
+    const int c0 = (int)(lo - jlo), c1 = (int)(p - jlo) + 1; /* valid columns [c0, c1) */
+    float *s = S + (size_t)i * nk;
+    float m = nc_vmax(s + c0, c1 - c0);
+    double sum = nc_exp_affine_sum(s + c0, c1 - c0, 1.0f, m);
+    float inv = (float)(1.0 / sum);
+    for (int c = c0; c < c1; c++) s[c] *= inv;
+    if (c0 > 0) memset(s, 0, sizeof(float) * (size_t)c0);
+    if (c1 < nk) memset(s + c1, 0, sizeof(float) * (size_t)(nk - c1));
+    if (a->lse) a->lse[((int64_t)b * a->H + h) * a->T + t0 + i] = m + (float)log(sum);
   }
+  /* Y = P V : [nq, nk] x [nk, D] */
+  if (nq == 1)
+    cblas_sgemv(CblasRowMajor, CblasTrans, nk, D, 1.0f, Vv, (int)a->kv_ts, S, 1, 0.0f, Y, 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, S, nk, Vv,
+                (int)a->kv_ts, 0.0f, Y, (int)a->y_ts);
+}
+
+static fwd_job fwd_setup(const nc_attn *a, float *work, int64_t *ntask, double *work_est) {
+  fwd_job j = {a, work, 2 * (size_t)NC_ATTN_BLOCK * (size_t)max_keys(a) + NC_ATTN_BLOCK,
+               (a->T + NC_ATTN_BLOCK - 1) / NC_ATTN_BLOCK, a->H / a->Hkv};
+  *ntask = (int64_t)a->B * a->H * j.nqb;
+  *work_est = (double)a->B * a->H * a->T * (double)max_keys(a) * a->D;
+  return j;
+}
+
+void nc_attn_fwd(const nc_attn *a, float *work) {
+  int64_t ntask;
+  double work_est;
+  const fwd_job j = fwd_setup(a, work, &ntask, &work_est);
+#pragma omp parallel for schedule(dynamic, 1) if (ntask > 1 && work_est > 4e6)
+  for (int64_t task = 0; task < ntask; task++) fwd_task((void *)&j, (int)task, omp_get_thread_num());
+}
+
+void nc_attn_fwd_pool(const nc_attn *a, float *work, int threads) {
+  int64_t ntask;
+  double work_est;
+  const fwd_job j = fwd_setup(a, work, &ntask, &work_est);
+  nc_par_run(ntask > 1 && work_est > 4e6 ? threads : 1, (int)ntask, fwd_task, (void *)&j);
 }
 
 void nc_attn_bwd(const nc_attn *a, const float *dy, float *dq, float *dk, float *dv,

@@ -56,6 +56,11 @@ size_t nc_attn_workspace_floats(const nc_attn *a, int nthreads);
  * work: nc_attn_workspace_floats(a, omp_get_max_threads()) floats. */
 void nc_attn_fwd(const nc_attn *a, float *work);
 
+/* nc_attn_fwd with its tasks on nc_par's pool (nc_par.h) over `threads` threads instead of
+ * OpenMP (the decoder's prefill); work: nc_attn_workspace_floats(a, threads) floats. Same
+ * results. */
+void nc_attn_fwd_pool(const nc_attn *a, float *work, int threads);
+
 /* Backward of a training forward (a->pos0 must be NULL, keys = the T query positions,
  * a->lse and a->y from nc_attn_fwd). dy has y's strides; dq has q's strides; dk, dv have
  * k/v's strides. dq, dk, dv are written (=) for all T positions. */

@@ -727,7 +727,7 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
                     d->qkv, (int64_t)T * QKV, QKV,
                     K, Vv, (int64_t)kc->t_max * KV, KV,
                     d->att, (int64_t)T * C, C, NULL};
-      nc_attn_fwd(&at, d->work);
+      nc_attn_fwd_pool(&at, d->work, dec_threads(d));
     }
     mm(d, gemv, lw->proj, lw->proj16, C, C, d->att, n, xm, 1); /* post-attention residual */
     nc_rmsnorm_fwd(d->xn, d->rstd, xm, n, C, eps);

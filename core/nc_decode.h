@@ -34,9 +34,9 @@
  * the bf16 copy). The decoder owns its workspace and rope tables and never writes to the model,
  * so other threads may run nc_model_forward on the same model concurrently; one thread at a
  * time may use a decoder. It uses omp_get_max_threads() of the calling thread as its thread
- * count: the GEMV kernels and decode attention run on nc_par's pool (nc_par.h: bounded spin
- * between the ~40 loops of a step), prefill attention and the small kernels on OpenMP, with
- * OpenBLAS single-threaded (nc_blas_single_thread is called for you).
+ * count: the GEMV kernels and prefill and decode attention run on nc_par's pool (nc_par.h:
+ * bounded spin between the ~40 loops of a step), the small kernels on OpenMP, with OpenBLAS
+ * single-threaded (nc_blas_single_thread is called for you).
  *
  * Errors: NC_OK, NC_EINVAL (bad arguments, token ids out of range, a cache of another shape or
  * without room for the tokens; nothing is changed then), NC_ENOMEM.
@@ -87,7 +87,7 @@ void nc_decoder_free(nc_decoder *d);
 
 /* Threads of the decoder's pool loops (GEMV kernels, decode attention; nc_par.h): 0 (the
  * default) = omp_get_max_threads() of the calling thread at each call, else 1..64. The OpenMP
- * parts (prefill attention, the small kernels) keep the calling thread's OpenMP setting, so a
+ * parts (the small kernels: norms, RoPE, ReLU^2, ...) keep the calling thread's setting, so a
  * caller that sets OpenMP to one thread and the decoder to N runs no OpenMP team at all (the
  * engine does: libgomp's spinning workers would otherwise compete with the pool's). */
 void nc_decoder_set_threads(nc_decoder *d, int threads);

@@ -455,8 +455,8 @@ static void *scheduler_main(void *arg) {
    * bench/bench_serve.py can tell generation CPU from everything else in a server process */
   pthread_setname_np(pthread_self(), "nc-engine");
   /* the decoder's loops run on nc_par's pool with cfg.threads (0 = the OpenMP default); OpenMP
-   * itself is set to one thread here, so no libgomp team spins beside the pool (its prefill
-   * attention and small kernels then run on this thread) */
+   * itself is set to one thread here, so no libgomp team spins beside the pool (the small
+   * kernels then run on this thread) */
   nc_decoder_set_threads(e->dec, e->cfg.threads > 0 ? e->cfg.threads : omp_get_max_threads());
   omp_set_num_threads(1);
   for (;;) {

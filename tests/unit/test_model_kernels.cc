@@ -2,6 +2,8 @@
 // references (nc_model_ref.h) at sizes that take the multi-threaded paths, with 1 and 2
 // OpenMP threads. Tolerances are fp32-rounding level: a wrong index, sign or mask fails.
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <omp.h>
 
 #include <cmath>
@@ -143,6 +145,14 @@ TEST_P(Threads, AttentionForwardBackward) {
                  y.data(), (int64_t)c.T * HD, HD, lse.data()};
     std::vector<float> work(nc_attn_workspace_floats(&a, omp_get_max_threads()));
     nc_attn_fwd(&a, work.data());
+    // the pool form (the decoder's prefill) runs the same tasks: the same bits
+    std::vector<float> yp(y.size()), lsep(lse.size());
+    nc_attn ap = a;
+    ap.y = yp.data();
+    ap.lse = lsep.data();
+    nc_attn_fwd_pool(&ap, work.data(), omp_get_max_threads());
+    EXPECT_EQ(0, memcmp(yp.data(), y.data(), sizeof(float) * y.size())) << c.T << " w" << c.window;
+    EXPECT_EQ(0, memcmp(lsep.data(), lse.data(), sizeof(float) * lse.size()));
     nc_ref_attn_fwd_f32(yr.data(), lser.data(), qkv.data(), QKV, c.B, c.T, c.H, c.Hkv, c.D, c.window, scale);
     EXPECT_LT(nct::rel_err(y.data(), yr.data(), (int64_t)y.size()), 2e-6) << c.T << " w" << c.window;
     EXPECT_LT(nct::rel_err(lse.data(), lser.data(), (int64_t)lse.size()), 2e-6);
