@@ -614,6 +614,17 @@ static void softcap_row(float *z, int n) {
     for (i = 0; i < n; i++) z[i] = NAN;
 }
 
+typedef struct softcap_job {
+  float *logits;
+  int V;
+} softcap_job;
+
+static void softcap_task(void *ctx, int b, int worker) {
+  (void)worker;
+  const softcap_job *j = ctx;
+  softcap_row(j->logits + (size_t)b * j->V, j->V);
+}
+
 /* ------------------------------------------------------------------ forward */
 
 static int check_cache(const nc_decoder *d, const nc_kvcache *kc, int T) {
@@ -748,7 +759,8 @@ static int forward(nc_decoder *d, nc_kvcache *const *kcs, const int32_t *idx, in
   nc_rmsnorm_fwd(d->xf, d->rstd, d->xf, B, C, eps);
   if (logits) {
     mm(d, 1, d->head, d->head16, V, C, d->xf, B, logits, 0);
-    for (int b = 0; b < B; b++) softcap_row(logits + (size_t)b * V, V);
+    softcap_job sj = {logits, V};
+    nc_par_run(dec_threads(d), B, softcap_task, &sj); /* rows are independent */
   }
   for (int b = 0; b < B; b++) kcs[b]->seqlens[0] += T;
   return NC_OK;
