@@ -25,6 +25,7 @@ struct nc_pool {
 
 static void *worker_main(void *p_) {
   nc_pool *p = p_;
+  pthread_setname_np(pthread_self(), "nc-worker");
   pthread_mutex_lock(&p->mu);
   for (;;) {
     while (p->len == 0 && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);

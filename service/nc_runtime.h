@@ -119,6 +119,11 @@ typedef struct nc_drain_hook {
 
 #define NC_MAX_DRAIN_HOOKS 16
 
+/* One CQ thread's load window (written only by that thread; nc_server.c note_load). */
+typedef struct nc_cq_load {
+  int64_t since_ms, cpu_ns, events;
+} nc_cq_load;
+
 struct nc_server {
   grpc_server *gs;
   grpc_completion_queue *cq;      /* shared by the CQ threads */
@@ -130,6 +135,12 @@ struct nc_server {
   pthread_cond_t park_cv;
   atomic_bool all_poll;           /* busy: every CQ thread polls */
   atomic_llong busy_until_ms;     /* CLOCK_MONOTONIC ms: all_poll until then */
+  nc_cq_load *cq_load;            /* [n_threads]: each CQ thread's own load window */
+  atomic_llong cq_cpu_ns;         /* CPU the CQ threads used (summed per window) */
+  atomic_llong load_since_ms;     /* start of the server's load window */
+  atomic_llong load_cpu_mark;     /* cq_cpu_ns at that start */
+  atomic_llong cq_events;         /* events the CQ threads handled (summed per window) */
+  atomic_llong load_events_mark;  /* cq_events at that start */
   atomic_int duty;                /* the CQ thread that polls when not busy */
   atomic_llong duty_since_ms;
   bool polling_stop;              /* under park_mu: shutdown, every thread polls */

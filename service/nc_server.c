@@ -6,17 +6,24 @@
  * UNIMPLEMENTED at once instead of hanging until the client's deadline). Each request slot is
  * re-armed as soon as it delivered a call.
  *
- * Which CQ threads poll: while the server is busy (a new call arrived while another was
- * alive, within the last NC_BUSY_LINGER_MS) all of them; otherwise only the one "on duty",
- * and the others sleep on a condition variable. Every thread waiting in the gRPC core is a
- * poller, and the core hands the poller role to another waiting thread after each event (a
- * futex wake-up and two context switches per event), which doubles the CPU cost of a lone
- * sequential caller; one polling thread avoids that, and the others join as soon as calls
- * overlap. The duty passes to the next thread every NC_DUTY_MS: on a machine shared with
- * other busy processes the kernel gives each runnable thread a fair share, and one thread
- * doing all the work would be held to one share (measured: half the calls/s and 3 ms p99 at
- * one caller with the other cores busy); rotating spreads the work over the threads at the
- * cost of one wake-up per NC_DUTY_MS. Any one polling thread can serve everything.
+ * Which CQ threads poll: while the server is busy all of them, otherwise only the one "on
+ * duty", and the others sleep on a condition variable. Busy = calls overlap and, within the
+ * last NC_LOAD_WINDOW_MS, the CQ threads together used NC_BUSY_UTIL_PCT of one core or handled
+ * NC_BUSY_EVENTS events (it lingers NC_BUSY_LINGER_MS). Every thread waiting in the gRPC core is
+ * a poller, and the core hands the poller role to another waiting thread after each event (a
+ * futex wake-up and two context switches per event): that doubles the CPU cost of a lone
+ * sequential caller, and when "busy" meant "calls overlap" it added a third to a server
+ * streaming tokens to 16 clients (d4, 2 threads: 7.1-7.8 us of CQ CPU and 0.43 context
+ * switches per token; 5.4 and 0.18 with one polling thread; 5.8-5.9 and 0.21-0.28 with this
+ * rule), whose 16 calls overlap all the time but keep one thread ~3% busy with ~50 events per
+ * flush period. Thousands of completions per window (unary load, a pipelined high-rate stream
+ * such as a Train/Status replay, which needs little CQ CPU per message) do get the other
+ * pollers (bench_grpc: the same ratios to grpc++ as the overlap rule, same run). The duty
+ * passes to the next thread every NC_DUTY_MS: on a machine shared with other busy processes
+ * the kernel gives each runnable thread a fair share, and one thread doing all the work would
+ * be held to one share (measured: half the calls/s and 3 ms p99 at one caller with the other
+ * cores busy); rotating spreads the work over the threads at the cost of one wake-up per
+ * NC_DUTY_MS. Any one polling thread can serve everything.
  */
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -45,7 +52,10 @@ int64_t nc_now_unix_ms(void) {
   return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-#define NC_BUSY_LINGER_MS 200  /* all CQ threads poll until this long after calls overlapped */
+#define NC_BUSY_LINGER_MS 30   /* all CQ threads poll until this long after the last busy window */
+#define NC_LOAD_WINDOW_MS 10   /* CQ threads' CPU is summed over windows this long */
+#define NC_BUSY_UTIL_PCT 20    /* busy: the CQ threads used this much of one core in a window, */
+#define NC_BUSY_EVENTS 100     /* or handled this many events in one */
 #define NC_IDLE_POLL_MS 50     /* how often a thread off duty checks whether to sleep */
 #define NC_DUTY_MS 2           /* the duty moves to the next CQ thread this often */
 
@@ -98,16 +108,52 @@ static void deadline_fire(void *arg) {
 
 /* ---- which CQ threads poll ---------------------------------------------------------------- */
 
-/* A call arrived (calls = live calls, including it): while calls overlap, every CQ thread
- * polls. Cheap when nothing changes: one atomic load (and a store while busy). */
-static void note_load(nc_server *s, unsigned calls, int64_t now_ms) {
-  if (s->n_threads < 2 || calls < 2) return;
+static void set_busy(nc_server *s, int64_t now_ms) {
   atomic_store_explicit(&s->busy_until_ms, now_ms + NC_BUSY_LINGER_MS, memory_order_relaxed);
   if (atomic_load_explicit(&s->all_poll, memory_order_relaxed)) return;
   pthread_mutex_lock(&s->park_mu);
   atomic_store(&s->all_poll, true);
   pthread_cond_broadcast(&s->park_cv);
   pthread_mutex_unlock(&s->park_mu);
+}
+
+static int64_t thread_cpu_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* After an event on CQ thread idx: every NC_LOAD_WINDOW_MS of its own the thread adds the CPU
+ * it used and the events it handled to s->cq_cpu_ns / s->cq_events; every NC_LOAD_WINDOW_MS of
+ * the server's, one thread compares the sums with the wall time and marks the server busy
+ * (all threads poll) when either reached its threshold while calls overlap. Costs one clock
+ * read per event and one thread-CPU read per window. Idle threads add nothing. */
+static void note_load(nc_server *s, int idx, int64_t now_ms) {
+  if (s->n_threads < 2) return;
+  nc_cq_load *l = &s->cq_load[idx];
+  l->events++;
+  if (now_ms - l->since_ms < NC_LOAD_WINDOW_MS) return;
+  int64_t cpu = thread_cpu_ns();
+  if (l->since_ms) atomic_fetch_add_explicit(&s->cq_cpu_ns, cpu - l->cpu_ns, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->cq_events, l->events, memory_order_relaxed);
+  l->since_ms = now_ms;
+  l->cpu_ns = cpu;
+  l->events = 0;
+  long long since = atomic_load_explicit(&s->load_since_ms, memory_order_relaxed);
+  if (now_ms - since < NC_LOAD_WINDOW_MS ||
+      !atomic_compare_exchange_strong(&s->load_since_ms, &since, now_ms))
+    return;
+  long long cpu_all = atomic_load_explicit(&s->cq_cpu_ns, memory_order_relaxed);
+  long long used = cpu_all - atomic_exchange_explicit(&s->load_cpu_mark, cpu_all, memory_order_relaxed);
+  long long ev_all = atomic_load_explicit(&s->cq_events, memory_order_relaxed);
+  long long events = ev_all - atomic_exchange_explicit(&s->load_events_mark, ev_all, memory_order_relaxed);
+  if (nc_server_load_busy(used, events, now_ms - since, atomic_load(&s->calls))) set_busy(s, now_ms);
+}
+
+bool nc_server_load_busy(int64_t cq_cpu_ns, int64_t events, int64_t wall_ms, unsigned calls) {
+  if (calls < 2 || wall_ms <= 0) return false;
+  return cq_cpu_ns * 100 >= wall_ms * 1000000LL * NC_BUSY_UTIL_PCT ||
+         events * NC_LOAD_WINDOW_MS >= wall_ms * NC_BUSY_EVENTS;
 }
 
 static bool may_poll(nc_server *s, int idx) {
@@ -127,9 +173,8 @@ static void wait_turn(nc_server *s, int idx) {
 }
 
 /* After an event on the thread on duty: passes the duty on every NC_DUTY_MS. */
-static void maybe_rotate(nc_server *s, int idx) {
+static void maybe_rotate(nc_server *s, int idx, int64_t now) {
   if (s->n_threads < 2 || atomic_load(&s->duty) != idx) return;
-  int64_t now = nc_now_mono_ms();
   if (now - atomic_load_explicit(&s->duty_since_ms, memory_order_relaxed) < NC_DUTY_MS) return;
   atomic_store_explicit(&s->duty_since_ms, now, memory_order_relaxed);
   pthread_mutex_lock(&s->park_mu);
@@ -171,7 +216,6 @@ void nc_server_call_done(struct nc_server *s, nc_call *c) {
 static void new_call(nc_req_slot *r) {
   nc_server *s = r->srv;
   nc_call *c = nc_call_new(s, r->call);
-  note_load(s, atomic_load(&s->calls), nc_now_mono_ms());
   if (!c) {
     grpc_call_cancel_with_status(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     grpc_call_unref(r->call);
@@ -298,6 +342,7 @@ static void *cq_main(void *arg) {
   nc_server *s = ((void **)arg)[0];
   int idx = (int)(intptr_t)((void **)arg)[1];
   free(arg);
+  pthread_setname_np(pthread_self(), "nc-cq");
   nc_call_mark_cq_thread();
   grpc_completion_queue *cq = s->cq;
   for (;;) {
@@ -326,7 +371,9 @@ static void *cq_main(void *arg) {
         break;
       default: break;
     }
-    maybe_rotate(s, idx);
+    int64_t now_ms = nc_now_mono_ms();
+    note_load(s, idx, now_ms);
+    maybe_rotate(s, idx, now_ms);
   }
   return NULL;
 }
@@ -376,6 +423,11 @@ int nc_server_create(const nc_server_opts *o, nc_server **out, char *err, size_t
   atomic_init(&s->busy_until_ms, 0);
   atomic_init(&s->duty, 0);
   atomic_init(&s->duty_since_ms, 0);
+  atomic_init(&s->cq_cpu_ns, 0);
+  atomic_init(&s->load_since_ms, 0);
+  atomic_init(&s->load_cpu_mark, 0);
+  atomic_init(&s->cq_events, 0);
+  atomic_init(&s->load_events_mark, 0);
   for (unsigned i = 0; i < NC_RPC_COUNT; i++) atomic_init(&s->inflight_per_method[i], 0);
   nc_gate_init(&s->gate, o->auth, o->app, s->inflight_per_method);
 
@@ -404,7 +456,8 @@ int nc_server_create(const nc_server_opts *o, nc_server **out, char *err, size_t
   s->gs = grpc_server_create(&ch, NULL);
   s->n_threads = o->cfg->cq_threads > 0 ? o->cfg->cq_threads : 1;
   s->cq_threads = calloc((size_t)s->n_threads, sizeof *s->cq_threads);
-  if (!s->gs || !s->cq_threads) goto oom;
+  s->cq_load = calloc((size_t)s->n_threads, sizeof *s->cq_load);
+  if (!s->gs || !s->cq_threads || !s->cq_load) goto oom;
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->gs, s->cq, NULL);
   for (unsigned i = 0; i < NC_RPC_COUNT; i++) {
@@ -600,6 +653,7 @@ void nc_server_free(nc_server *s) {
   nc_timer_free(s->timer);
   free(s->slots);
   free(s->cq_threads);
+  free(s->cq_load);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->park_mu);

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nc_app.h"
 #include "nc_auth.h"
@@ -54,6 +55,12 @@ int nc_server_port(const nc_server *s);
 
 /* Calls alive right now (accepted and not yet destroyed), including the caller's own. */
 unsigned nc_server_calls_in_flight(const nc_server *s);
+
+/* The CQ threads' load rule (nc_server.c, "Which CQ threads poll"): whether a load window of
+ * wall_ms in which the CQ threads used cq_cpu_ns of CPU and handled `events` completion-queue
+ * events, with `calls` calls alive, makes every CQ thread poll: calls overlap (>= 2) and the
+ * CPU reached 20% of one core or the events 100 per 10 ms. Pure; exposed for its tests. */
+bool nc_server_load_busy(int64_t cq_cpu_ns, int64_t events, int64_t wall_ms, unsigned calls);
 
 /* True once shutdown started. */
 bool nc_server_draining(const nc_server *s);
