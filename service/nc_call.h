@@ -119,9 +119,11 @@ int nc_call_send(nc_call *call, const ProtobufCMessage *msg, nc_send_cb cb, void
 /* Streaming, for a message that is followed at once by more: like nc_call_send, but gRPC
  * may keep it in the stream's write buffer (at most 64 KiB per stream) instead of writing it
  * now, and cb runs as soon as it is buffered, so a burst of small messages (a replay) goes
- * out in a few large writes instead of one TCP write each. The next nc_call_send or
- * nc_call_finish writes everything buffered: send the LAST message of a burst with
- * nc_call_send, never leave a call waiting after nc_call_send_more. */
+ * out in a few large writes instead of one TCP write each. The next nc_call_send writes
+ * everything buffered: send the LAST message of a burst with nc_call_send, never leave a call
+ * waiting after nc_call_send_more, and do not follow it directly with nc_call_reply or
+ * nc_call_finish (tried for a chat stream's last delta before its final message + status:
+ * with 32 concurrent streams some stalled for up to 60 s). */
 int nc_call_send_more(nc_call *call, const ProtobufCMessage *msg, nc_send_cb cb, void *arg);
 
 /* Streaming, blocking: sends `msg` and waits until it completed. NOT on a CQ thread
